@@ -1,0 +1,228 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// memNet is an in-memory network: Send delivers to the peer's Process on
+// a goroutine, preserving order per destination.
+type memNet struct {
+	mu    sync.Mutex
+	nodes map[uint64]*Node
+	cut   map[uint64]bool // isolated members
+}
+
+type memTransport struct {
+	net  *memNet
+	from uint64
+}
+
+func (t *memTransport) Send(msgs []*raftpb.Message) {
+	t.net.mu.Lock()
+	defer t.net.mu.Unlock()
+	for _, m := range msgs {
+		if t.net.cut[t.from] || t.net.cut[m.GetTo()] {
+			continue
+		}
+		if n, ok := t.net.nodes[m.GetTo()]; ok {
+			// Process blocks only when the queue is full; tests keep
+			// traffic far below that.
+			go n.Process(context.Background(), m)
+		}
+	}
+}
+
+type memStorage struct {
+	mu    sync.Mutex
+	saves int
+	fail  error
+}
+
+func (s *memStorage) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.saves++
+	return s.fail
+}
+
+type testNode struct {
+	*Node
+	ticks     chan time.Time
+	storage   *memStorage
+	committed chan *raftpb.Entry
+	fatal     chan error
+}
+
+func newTestCluster(t *testing.T, n int) (*memNet, []*testNode) {
+	t.Helper()
+	net := &memNet{nodes: map[uint64]*Node{}, cut: map[uint64]bool{}}
+	var peers []raft.Peer
+	for i := 1; i <= n; i++ {
+		peers = append(peers, raft.Peer{ID: uint64(i)})
+	}
+	var nodes []*testNode
+	for i := 1; i <= n; i++ {
+		tn := &testNode{
+			ticks:     make(chan time.Time),
+			storage:   &memStorage{},
+			committed: make(chan *raftpb.Entry, 1024),
+			fatal:     make(chan error, 1),
+		}
+		node, err := New(Config{
+			ID: uint64(i), ElectionTick: 10, HeartbeatTick: 1,
+			Ticks:     tn.ticks,
+			Storage:   tn.storage,
+			Log:       raft.NewMemoryStorage(),
+			Transport: &memTransport{net: net, from: uint64(i)},
+			Bootstrap: peers,
+			Logger:    slog.New(slog.DiscardHandler),
+			Fatal:     func(err error) { tn.fatal <- err },
+			OnCommitted: func(ents []*raftpb.Entry) {
+				for _, e := range ents {
+					if e.GetType() == raftpb.EntryNormal && len(e.GetData()) > 0 {
+						tn.committed <- e
+					}
+				}
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn.Node = node
+		net.nodes[uint64(i)] = node
+		nodes = append(nodes, tn)
+	}
+	for _, tn := range nodes {
+		tn.Start()
+		t.Cleanup(tn.Stop)
+	}
+	return net, nodes
+}
+
+// tickUntil advances the fake clock of every node until cond holds.
+func tickUntil(t *testing.T, nodes []*testNode, cond func() bool) {
+	t.Helper()
+	for i := 0; i < 2000; i++ {
+		if cond() {
+			return
+		}
+		for _, n := range nodes {
+			select {
+			case n.ticks <- time.Time{}:
+			case <-n.Done():
+			}
+		}
+		time.Sleep(time.Millisecond) // let messages settle between ticks
+	}
+	t.Fatal("condition not reached after 2000 ticks")
+}
+
+func leaderOf(nodes []*testNode) uint64 {
+	l := nodes[0].Leader()
+	for _, n := range nodes[1:] {
+		if n.Leader() != l {
+			return 0
+		}
+	}
+	return l
+}
+
+func TestNode_ElectsLeaderAndReplicatesProposals(t *testing.T) {
+	_, nodes := newTestCluster(t, 3)
+	tickUntil(t, nodes, func() bool { return leaderOf(nodes) != 0 })
+
+	// Propose through a follower: it forwards to the leader.
+	var follower *testNode
+	for _, n := range nodes {
+		if n.Leader() != n.cfg.ID {
+			follower = n
+			break
+		}
+	}
+	if err := follower.Propose(context.Background(), []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		select {
+		case e := <-n.committed:
+			if string(e.GetData()) != "hello" {
+				t.Fatalf("node %d committed %q", n.cfg.ID, e.GetData())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("node %d did not commit the proposal", n.cfg.ID)
+		}
+	}
+}
+
+func TestNode_ReadIndexIsAnsweredByQuorum(t *testing.T) {
+	_, nodes := newTestCluster(t, 3)
+	states := make(chan raft.ReadState, 1)
+	nodes[1].cfg.OnReadState = func(rs raft.ReadState) { states <- rs }
+	tickUntil(t, nodes, func() bool { return leaderOf(nodes) != 0 })
+	// The leader serves reads only once it has committed in its term.
+	if err := nodes[0].Propose(context.Background(), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	<-nodes[1].committed
+	if err := nodes[1].ReadIndex(context.Background(), []byte("r1")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case rs := <-states:
+		if string(rs.RequestCtx) != "r1" || rs.Index == 0 {
+			t.Fatalf("read state %+v", rs)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no read state")
+	}
+}
+
+func TestNode_FailedSaveStopsTheNode(t *testing.T) {
+	_, nodes := newTestCluster(t, 1)
+	nodes[0].storage.mu.Lock()
+	nodes[0].storage.fail = errors.New("disk on fire")
+	nodes[0].storage.mu.Unlock()
+	go func() {
+		for {
+			select {
+			case nodes[0].ticks <- time.Time{}:
+			case <-nodes[0].Done():
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-nodes[0].fatal:
+		if err == nil {
+			t.Fatal("nil fatal error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("failed save did not reach Fatal")
+	}
+	select {
+	case <-nodes[0].Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("node kept running after a failed save")
+	}
+}
+
+func TestNode_LocalMessagesFromPeersAreDropped(t *testing.T) {
+	_, nodes := newTestCluster(t, 1)
+	// MsgHup from the network must not trigger an election.
+	err := nodes[0].Process(context.Background(), &raftpb.Message{Type: raftpb.MsgHup.Enum(), From: new(uint64(9)), To: new(uint64(1))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if nodes[0].Leader() != 0 {
+		t.Fatal("a MsgHup from the network started an election")
+	}
+}

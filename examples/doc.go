@@ -1,0 +1,3 @@
+// Package examples holds runnable programs that use edgekv through the
+// official etcd Go client, each with a test that runs it.
+package examples
