@@ -1,0 +1,207 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/edgekv/edgekv/core/codec"
+)
+
+// Record types. The values are part of the on-disk format.
+const (
+	recMetadata  byte = 1 // metadataRec, first record of every segment
+	recEntries   byte = 2 // []entryRec, consecutive indexes
+	recHardState byte = 3 // hardStateRec
+	recSnapshot  byte = 4 // snapshotRec; decoded on replay, not written yet
+)
+
+const (
+	// headerSize is the fixed part of a record: length u32 LE | crc32c u32 LE.
+	headerSize = 8
+	// maxRecordLen caps the length field (type byte + payload). A length
+	// above it is never allocated; it marks a bad record.
+	maxRecordLen = 64 << 20
+	// entryOverhead bounds the CBOR bytes one entryRec adds besides its data:
+	// array head 1, term 9, index 9, type 5, byte-string head 9.
+	entryOverhead = 33
+	// arrayOverhead bounds the head of the outer CBOR array.
+	arrayOverhead = 9
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// Reasons decodeRecord gives. The reader decides whether each one is a torn
+// tail, the end of data or corruption; they never leave the package bare.
+var (
+	errShortHeader = errors.New("short record header")
+	errZeroLength  = errors.New("zero record length")
+	errTooLong     = errors.New("record length over limit")
+	errShortRecord = errors.New("record runs past end of file")
+	errCRC         = errors.New("crc mismatch")
+)
+
+// Payloads. toarray keeps them small and their layout positional; the
+// encoder is deterministic, so equal values give equal bytes.
+type metadataRec struct {
+	_         struct{} `cbor:",toarray"`
+	Name      string
+	MemberID  uint64
+	ClusterID uint64
+	Token     string
+}
+
+type entryRec struct {
+	_     struct{} `cbor:",toarray"`
+	Term  uint64
+	Index uint64
+	Type  raftpb.EntryType
+	Data  []byte
+}
+
+type hardStateRec struct {
+	_      struct{} `cbor:",toarray"`
+	Term   uint64
+	Vote   uint64
+	Commit uint64
+}
+
+type snapshotRec struct {
+	_     struct{} `cbor:",toarray"`
+	Index uint64
+	Term  uint64
+}
+
+// appendRecord appends one framed record to dst.
+func appendRecord(dst []byte, typ byte, payload []byte) []byte {
+	var h [headerSize + 1]byte
+	binary.LittleEndian.PutUint32(h[0:4], uint32(1+len(payload)))
+	crc := crc32.Update(0, crcTable, []byte{typ})
+	crc = crc32.Update(crc, crcTable, payload)
+	binary.LittleEndian.PutUint32(h[4:8], crc)
+	h[8] = typ
+	dst = append(dst, h[:]...)
+	return append(dst, payload...)
+}
+
+// decodeRecord decodes the record at the start of b. On success n is the
+// number of bytes it occupies. On errShortRecord and errCRC n is the size
+// the header claims (past len(b) for errShortRecord); otherwise n is 0.
+// The payload aliases b.
+func decodeRecord(b []byte) (typ byte, payload []byte, n int, err error) {
+	if len(b) < headerSize {
+		return 0, nil, 0, errShortHeader
+	}
+	l := binary.LittleEndian.Uint32(b[0:4])
+	switch {
+	case l == 0:
+		return 0, nil, 0, errZeroLength
+	case l > maxRecordLen:
+		return 0, nil, 0, errTooLong
+	}
+	n = headerSize + int(l)
+	if n > len(b) {
+		return 0, nil, n, errShortRecord
+	}
+	body := b[headerSize:n]
+	if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(b[4:8]) {
+		return 0, nil, n, errCRC
+	}
+	return body[0], body[1:], n, nil
+}
+
+func encodeMetadata(md Metadata) ([]byte, error) {
+	return codec.Marshal(metadataRec{Name: md.Name, MemberID: md.MemberID, ClusterID: md.ClusterID, Token: md.Token})
+}
+
+func decodeMetadata(p []byte) (Metadata, error) {
+	var r metadataRec
+	if err := codec.Unmarshal(p, &r); err != nil {
+		return Metadata{}, fmt.Errorf("metadata: %w", err)
+	}
+	return Metadata{Name: r.Name, MemberID: r.MemberID, ClusterID: r.ClusterID, Token: r.Token}, nil
+}
+
+func encodeHardState(hs *raftpb.HardState) ([]byte, error) {
+	return codec.Marshal(hardStateRec{Term: hs.GetTerm(), Vote: hs.GetVote(), Commit: hs.GetCommit()})
+}
+
+func decodeHardState(p []byte) (hardStateRec, error) {
+	var r hardStateRec
+	if err := codec.Unmarshal(p, &r); err != nil {
+		return hardStateRec{}, fmt.Errorf("hard state: %w", err)
+	}
+	return r, nil
+}
+
+func (r hardStateRec) proto() *raftpb.HardState {
+	return &raftpb.HardState{Term: &r.Term, Vote: &r.Vote, Commit: &r.Commit}
+}
+
+func decodeSnapshot(p []byte) (snapshotRec, error) {
+	var r snapshotRec
+	if err := codec.Unmarshal(p, &r); err != nil {
+		return snapshotRec{}, fmt.Errorf("snapshot marker: %w", err)
+	}
+	return r, nil
+}
+
+// appendEntryRecords appends ents as entries records of at most budget
+// payload bytes each (estimated from above), so no record exceeds
+// maxRecordLen however large the batch.
+func appendEntryRecords(dst []byte, ents []*raftpb.Entry, budget int) ([]byte, error) {
+	recs := make([]entryRec, 0, len(ents))
+	size := arrayOverhead
+	flush := func() error {
+		p, err := codec.Marshal(recs)
+		if err != nil {
+			return fmt.Errorf("wal: encoding entries: %w", err)
+		}
+		dst = appendRecord(dst, recEntries, p)
+		recs, size = recs[:0], arrayOverhead
+		return nil
+	}
+	for _, e := range ents {
+		sz := entryOverhead + len(e.GetData())
+		if arrayOverhead+sz > budget {
+			return nil, fmt.Errorf("%w: entry %d holds %d bytes, over the record limit", ErrInvalid, e.GetIndex(), len(e.GetData()))
+		}
+		if size+sz > budget {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+		recs = append(recs, entryRec{Term: e.GetTerm(), Index: e.GetIndex(), Type: e.GetType(), Data: e.GetData()})
+		size += sz
+	}
+	if len(recs) > 0 {
+		if err := flush(); err != nil {
+			return nil, err
+		}
+	}
+	return dst, nil
+}
+
+// decodeEntries decodes an entries record and checks that it is not empty
+// and that its indexes are consecutive and non-zero.
+func decodeEntries(p []byte) ([]*raftpb.Entry, error) {
+	var recs []entryRec
+	if err := codec.Unmarshal(p, &recs); err != nil {
+		return nil, fmt.Errorf("entries: %w", err)
+	}
+	if len(recs) == 0 {
+		return nil, errors.New("empty entries record")
+	}
+	out := make([]*raftpb.Entry, len(recs))
+	for i := range recs {
+		r := &recs[i]
+		if r.Index == 0 || (i > 0 && r.Index != recs[i-1].Index+1) {
+			return nil, fmt.Errorf("entries record not consecutive at entry %d (index %d)", i, r.Index)
+		}
+		out[i] = &raftpb.Entry{Term: &r.Term, Index: &r.Index, Type: &r.Type, Data: r.Data}
+	}
+	return out, nil
+}
