@@ -1,0 +1,52 @@
+# edgekv: `make run` starts a 3-member cluster on 127.0.0.1, `make test` runs
+# the test suite. Both need only Go; what else they need they install.
+
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+BUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
+FUZZTIME  ?= 10s
+
+.PHONY: all build run test unit e2e fuzz cross lint tools clean
+
+all: build
+
+build:
+	$(BUILD) -o bin/edgekv ./cmd/edgekv
+
+# A 3-member cluster in the foreground with etcd's Procfile ports
+# (clients on 2379, 22379, 32379). Ctrl-C stops all three.
+run: build
+	scripts/run-cluster.sh
+
+cross:
+	GOOS=linux GOARCH=arm64 $(BUILD) -o bin/edgekv-linux-arm64 ./cmd/edgekv
+	GOOS=linux GOARCH=arm GOARM=7 $(BUILD) -o bin/edgekv-linux-armv7 ./cmd/edgekv
+	GOOS=linux GOARCH=arm GOARM=6 $(BUILD) -o bin/edgekv-linux-armv6 ./cmd/edgekv
+	GOOS=linux GOARCH=amd64 $(BUILD) -o bin/edgekv-linux-amd64 ./cmd/edgekv
+
+test: lint unit fuzz e2e
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	cd tests && $(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+# Every fuzz target, briefly. Longer: make fuzz FUZZTIME=5m
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
+
+# End-to-end: real processes, the official client, etcdctl, real etcd, and
+# the ARM binaries under qemu-user.
+e2e: build cross tools
+	cd tests && EDGEKV_BIN=$(CURDIR)/bin/edgekv EDGEKV_BIN_DIR=$(CURDIR)/bin $(GO) test -count=1 -timeout 30m ./...
+
+# Installs qemu-user (for the ARM runs) when it is missing and we may.
+tools:
+	@scripts/install-tools.sh
+
+clean:
+	rm -rf bin .run

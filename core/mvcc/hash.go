@@ -1,0 +1,62 @@
+package mvcc
+
+import (
+	"fmt"
+	"hash/crc32"
+)
+
+// HashKV hashes the "key" bucket as of rev (0: the current revision), the
+// way etcd's HashKV does, so members with the same history agree: crc32
+// (Castagnoli) over the bucket name and then, in revision order, every
+// bucket key and value with main revision <= rev, except revisions at or
+// below the compaction revision that a compaction at rev would drop, and a
+// tombstone at exactly the compaction revision. It returns the hash, the
+// revision hashed and the compaction revision (-1: never compacted).
+// Errors: ErrCompacted (rev below the compaction revision), ErrFutureRev.
+func (s *Store) HashKV(rev int64) (hash uint32, hashRev int64, compactRev int64, err error) {
+	s.mu.RLock()
+	compactRev, currentRev := s.compactRev, s.rev
+	switch {
+	case rev > 0 && rev < compactRev:
+		s.mu.RUnlock()
+		return 0, 0, compactRev, ErrCompacted
+	case rev > currentRev:
+		s.mu.RUnlock()
+		return 0, 0, compactRev, ErrFutureRev
+	case rev <= 0:
+		rev = currentRev
+	}
+	keep := s.index.keep(rev)
+	tx, err := s.db.Begin(false)
+	s.mu.RUnlock()
+	if err != nil {
+		return 0, 0, compactRev, fmt.Errorf("mvcc: begin read: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+
+	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	h.Write(bucketKey)
+	upper := revision{main: rev + 1}
+	lower := revision{main: compactRev + 1}
+	c := tx.Bucket(bucketKey).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		kr, tomb, err := bytesToRev(k)
+		if err != nil {
+			return 0, 0, compactRev, err
+		}
+		if !upper.greaterThan(kr) {
+			break
+		}
+		if lower.greaterThan(kr) && len(keep) > 0 {
+			if _, ok := keep[kr]; !ok {
+				continue
+			}
+		}
+		if kr.main == compactRev && tomb {
+			continue
+		}
+		h.Write(k)
+		h.Write(v)
+	}
+	return h.Sum32(), rev, compactRev, nil
+}

@@ -1,0 +1,261 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/edgekv/edgekv/core/raftnode"
+)
+
+// hub is an in-memory peer network for servers in one test.
+type hub struct {
+	mu    sync.Mutex
+	peers map[uint64]raftnode.Raft
+}
+
+type hubTransport struct {
+	h  *hub
+	id uint64
+	// per-destination ordered queues
+	mu     sync.Mutex
+	queues map[uint64]chan *raftpb.Message
+	closed chan struct{}
+}
+
+func (h *hub) factory(id, _ uint64, _ string, r raftnode.Raft) (PeerTransport, error) {
+	h.mu.Lock()
+	h.peers[id] = r
+	h.mu.Unlock()
+	return &hubTransport{h: h, id: id, queues: map[uint64]chan *raftpb.Message{}, closed: make(chan struct{})}, nil
+}
+
+func (t *hubTransport) Send(msgs []*raftpb.Message) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, m := range msgs {
+		q, ok := t.queues[m.GetTo()]
+		if !ok {
+			continue
+		}
+		select {
+		case q <- m:
+		default: // full: dropped, as a real transport would
+		}
+	}
+}
+
+func (t *hubTransport) AddPeer(id uint64, _ string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.queues[id]; ok {
+		return nil
+	}
+	q := make(chan *raftpb.Message, 4096)
+	t.queues[id] = q
+	go func() {
+		for {
+			select {
+			case m := <-q:
+				t.h.mu.Lock()
+				r := t.h.peers[id]
+				t.h.mu.Unlock()
+				if r != nil {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					r.Process(ctx, m)
+					cancel()
+				}
+			case <-t.closed:
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+func (t *hubTransport) RemovePeer(id uint64) {}
+
+func (t *hubTransport) Close() error {
+	close(t.closed)
+	t.h.mu.Lock()
+	delete(t.h.peers, t.id)
+	t.h.mu.Unlock()
+	return nil
+}
+
+type testCluster struct {
+	t       *testing.T
+	hub     *hub
+	dirs    []string
+	names   []string
+	initial map[string][]string
+	servers []*Server
+}
+
+func newTestCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, hub: &hub{peers: map[uint64]raftnode.Raft{}}, initial: map[string][]string{}}
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("m%d", i)
+		c.names = append(c.names, name)
+		c.dirs = append(c.dirs, t.TempDir())
+		c.initial[name] = []string{fmt.Sprintf("http://127.0.0.1:%d", 20000+i)}
+	}
+	c.servers = make([]*Server, n)
+	for i := range c.servers {
+		c.start(i)
+	}
+	t.Cleanup(func() {
+		for _, s := range c.servers {
+			if s != nil {
+				s.Stop()
+			}
+		}
+	})
+	return c
+}
+
+func (c *testCluster) config(i int) Config {
+	return Config{
+		Name:                c.names[i],
+		DataDir:             c.dirs[i],
+		InitialCluster:      c.initial,
+		InitialClusterState: "new",
+		InitialClusterToken: "tok",
+		AdvertiseClientURLs: []string{fmt.Sprintf("http://127.0.0.1:%d", 30000+i)},
+		TickInterval:        10 * time.Millisecond,
+		ElectionTicks:       10,
+		NewTransport:        c.hub.factory,
+		Logger:              slog.New(slog.DiscardHandler),
+		Fatal:               func(err error) { c.t.Errorf("fatal: %v", err) },
+	}
+}
+
+func (c *testCluster) start(i int) {
+	s, err := New(c.config(i))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	s.Start()
+	c.servers[i] = s
+}
+
+func (c *testCluster) stop(i int) {
+	c.servers[i].Stop()
+	c.servers[i] = nil
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// retry runs fn until it succeeds or the context ends (elections take time).
+func retry(t *testing.T, fn func() error) {
+	t.Helper()
+	ctx := ctxT(t)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("gave up: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func TestServer_WritesThroughAnyMemberAreReadEverywhere(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for i, s := range c.servers {
+		key := fmt.Sprintf("k%d", i)
+		retry(t, func() error {
+			_, err := s.Put(ctxT(t), &pb.PutRequest{Key: []byte(key), Value: []byte("v")})
+			return err
+		})
+	}
+	for _, s := range c.servers {
+		resp, err := s.Range(ctxT(t), &pb.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Count != 3 {
+			t.Fatalf("member %x sees %d keys, want 3", s.ID(), resp.Count)
+		}
+		if resp.Header.ClusterId != s.ClusterID() || resp.Header.MemberId != s.ID() || resp.Header.RaftTerm == 0 {
+			t.Fatalf("bad header %v", resp.Header)
+		}
+	}
+	ml, err := c.servers[0].MemberList(ctxT(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ml.Members) != 3 {
+		t.Fatalf("member list: %v", ml.Members)
+	}
+}
+
+func TestServer_RestartReplaysTheLogAndKeepsState(t *testing.T) {
+	c := newTestCluster(t, 1)
+	s := c.servers[0]
+	for i := 0; i < 20; i++ {
+		retry(t, func() error {
+			_, err := s.Put(ctxT(t), &pb.PutRequest{Key: []byte(fmt.Sprintf("k%02d", i)), Value: []byte("v")})
+			return err
+		})
+	}
+	rev := s.kv.Rev()
+	c.stop(0)
+	c.start(0)
+	s = c.servers[0]
+	var resp *pb.RangeResponse
+	retry(t, func() (err error) {
+		resp, err = s.Range(ctxT(t), &pb.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l")})
+		return err
+	})
+	if resp.Count != 20 || resp.Header.Revision != rev {
+		t.Fatalf("after restart: count %d rev %d, want 20 at %d", resp.Count, resp.Header.Revision, rev)
+	}
+}
+
+func TestServer_DataDirOfAnotherMemberIsRefused(t *testing.T) {
+	c := newTestCluster(t, 1)
+	c.stop(0)
+	cfg := c.config(0)
+	cfg.Name = "someone-else"
+	cfg.InitialCluster = map[string][]string{"someone-else": {"http://127.0.0.1:1"}}
+	_, err := New(cfg)
+	if !errors.Is(err, ErrDataDirConflict) || !strings.Contains(err.Error(), `"m0"`) || !strings.Contains(err.Error(), "someone-else") {
+		t.Fatalf("got %v, want a conflict naming both members", err)
+	}
+	cfg = c.config(0)
+	cfg.InitialClusterToken = "other-token"
+	_, err = New(cfg)
+	if !errors.Is(err, ErrDataDirConflict) || !strings.Contains(err.Error(), "other-token") {
+		t.Fatalf("got %v, want a conflict naming the token", err)
+	}
+}
+
+func TestServer_RequestOverMaxBytesIsRefused(t *testing.T) {
+	c := newTestCluster(t, 1)
+	s := c.servers[0]
+	_, err := s.Put(ctxT(t), &pb.PutRequest{Key: []byte("big"), Value: make([]byte, s.cfg.MaxRequestBytes+1)})
+	if !errors.Is(err, ErrRequestTooLarge) {
+		t.Fatalf("got %v, want ErrRequestTooLarge", err)
+	}
+	resp, err := s.Range(ctxT(t), &pb.RangeRequest{Key: []byte("big"), Serializable: true})
+	if err != nil || resp.Count != 0 {
+		t.Fatalf("oversized put changed state: %v %v", resp, err)
+	}
+}

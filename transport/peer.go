@@ -1,0 +1,261 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// peer is the sending half towards one member: a bounded queue filled by
+// Send and one goroutine that dials, authenticates and writes batches.
+type peer struct {
+	t      *Transport
+	id     uint64
+	addr   string
+	log    *slog.Logger
+	queue  chan *raftpb.Message
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newPeer(t *Transport, id uint64, addr string) *peer {
+	ctx, cancel := context.WithCancel(t.ctx)
+	return &peer{
+		t:      t,
+		id:     id,
+		addr:   addr,
+		log:    t.log.With("peer", fmt.Sprintf("%x", id), "addr", addr),
+		queue:  make(chan *raftpb.Message, queueLen),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+}
+
+// stop makes run return; it does not wait.
+func (p *peer) stop() { p.cancel() }
+
+// run connects to the peer and writes its queue until stopped, redialling
+// with backoff after every failure.
+func (p *peer) run() {
+	defer p.t.wg.Done()
+	var b backoff
+	failing := false
+	for {
+		conn, str, err := p.connect()
+		if err != nil {
+			if p.ctx.Err() != nil {
+				return
+			}
+			if failing {
+				p.log.Debug("dialing peer failed", "err", err)
+			} else {
+				p.log.Warn("dialing peer failed; retrying with backoff", "err", err)
+				failing = true
+			}
+			p.t.rep.unreachable(p.id)
+			// What was queued is stale by now; Raft resends what it
+			// still needs once the peer is back.
+			if n := p.dropQueued(); n > 0 {
+				p.log.Debug("dropped messages queued for an unreachable peer", "count", n)
+			}
+			if !sleepCtx(p.ctx, b.next()) {
+				return
+			}
+			continue
+		}
+		failing = false
+		connected := time.Now()
+		p.log.Info("peer connected (outbound)", "remote", conn.RemoteAddr().String())
+
+		err = p.writeLoop(conn, str)
+		if p.ctx.Err() != nil {
+			return
+		}
+		if isPeerShutdown(err) {
+			p.log.Info("peer closed the connection", "err", err)
+		} else {
+			p.log.Warn("lost connection to peer", "err", err)
+		}
+		_ = conn.CloseWithError(codeNoError, "")
+		p.t.rep.unreachable(p.id)
+		if time.Since(connected) > backoffMax {
+			b.reset()
+		}
+		if !sleepCtx(p.ctx, b.next()) {
+			return
+		}
+	}
+}
+
+// connect dials the peer and runs the hello exchange.
+func (p *peer) connect() (*quic.Conn, *quic.Stream, error) {
+	ctx, cancel := context.WithTimeout(p.ctx, handshakeTimeout)
+	defer cancel()
+	raddr, err := net.ResolveUDPAddr("udp", p.addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("resolving %q: %w", p.addr, err)
+	}
+	conn, err := p.t.qtr.Dial(ctx, raddr, p.t.clientTLS, p.t.qconf)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dialing: %w", err)
+	}
+	stop := closeOnDone(p.ctx, conn, codeShutdown, "member shutting down or peer removed")
+	defer stop()
+	str, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		_ = conn.CloseWithError(codeNoError, "")
+		return nil, nil, fmt.Errorf("opening message stream: %w", err)
+	}
+	if err := dialHello(ctx, conn, str, p.t.auth, p.id); err != nil {
+		closeOnError(conn, err)
+		return nil, nil, fmt.Errorf("hello with %s: %w", conn.RemoteAddr(), err)
+	}
+	return conn, str, nil
+}
+
+// dropQueued empties the queue, reporting each dropped MsgSnap as failed,
+// and returns how many messages it dropped.
+func (p *peer) dropQueued() int {
+	for n := 0; ; n++ {
+		select {
+		case m := <-p.queue:
+			if m.GetType() == raftpb.MsgSnap {
+				p.t.rep.snapshot(p.id, raft.SnapshotFailure)
+			}
+		default:
+			return n
+		}
+	}
+}
+
+// queued is a message taken from the queue with its encoding.
+type queued struct {
+	m   *raftpb.Message
+	enc []byte
+}
+
+// writeLoop writes the queue to str until the connection or the peer
+// stops. Each frame holds everything queued, up to the frame size limit,
+// and goes out with one Write.
+func (p *peer) writeLoop(conn *quic.Conn, str *quic.Stream) error {
+	defer closeOnDone(p.ctx, conn, codeShutdown, "member shutting down or peer removed")()
+	var (
+		carry queued // the message that did not fit the previous frame
+		encs  [][]byte
+		buf   []byte
+	)
+	for {
+		first := carry
+		carry = queued{}
+		for first.m == nil {
+			select {
+			case <-p.ctx.Done():
+				return p.ctx.Err()
+			case <-conn.Context().Done():
+				return context.Cause(conn.Context())
+			case m := <-p.queue:
+				first = p.encode(m)
+			}
+		}
+		encs = append(encs[:0], first.enc)
+		size := len(first.enc)
+		snaps := isSnap(first.m)
+	drain:
+		for {
+			select {
+			case m := <-p.queue:
+				q := p.encode(m)
+				if q.m == nil {
+					continue
+				}
+				if frameLen(size+len(q.enc)) > p.t.maxFrame {
+					carry = q
+					break drain
+				}
+				encs = append(encs, q.enc)
+				size += len(q.enc)
+				snaps += isSnap(q.m)
+			default:
+				break drain
+			}
+		}
+		buf = appendFrame(buf[:0], encs)
+		clear(encs)
+		_, err := str.Write(buf)
+		status := raft.SnapshotFinish
+		if err != nil {
+			status = raft.SnapshotFailure
+		}
+		for range snaps {
+			p.t.rep.snapshot(p.id, status)
+		}
+		if err != nil {
+			if carry.m != nil {
+				p.t.rep.dropped(p.id, carry.m)
+			}
+			return fmt.Errorf("writing frame: %w", err)
+		}
+		if cap(buf) > 1<<20 {
+			buf = nil // do not pin a large buffer to an idle peer
+		}
+	}
+}
+
+// encode encodes m, or drops and reports it (returning a zero queued) when
+// it cannot be encoded or would not fit in a frame on its own.
+func (p *peer) encode(m *raftpb.Message) queued {
+	enc, err := encodeMessage(m)
+	if err != nil {
+		p.log.Error("dropping message", "type", m.GetType(), "err", err)
+		p.t.rep.dropped(p.id, m)
+		return queued{}
+	}
+	if frameLen(len(enc)) > p.t.maxFrame {
+		p.log.Warn("dropping message larger than the frame limit",
+			"type", m.GetType(), "bytes", len(enc), "limit", p.t.maxFrame)
+		p.t.rep.dropped(p.id, m)
+		return queued{}
+	}
+	return queued{m: m, enc: enc}
+}
+
+func isSnap(m *raftpb.Message) int {
+	if m.GetType() == raftpb.MsgSnap {
+		return 1
+	}
+	return 0
+}
+
+// backoff yields exponentially growing delays with jitter: the n-th delay
+// is uniform in [d/2, d) with d = backoffMin * 2^n capped at backoffMax.
+type backoff struct{ d time.Duration }
+
+func (b *backoff) next() time.Duration {
+	if b.d == 0 {
+		b.d = backoffMin
+	} else {
+		b.d = min(2*b.d, backoffMax)
+	}
+	return b.d/2 + rand.N(b.d/2)
+}
+
+func (b *backoff) reset() { b.d = 0 }
+
+// sleepCtx waits d or until ctx is done, and reports whether d elapsed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
