@@ -36,6 +36,7 @@ type flags struct {
 	electionMs               uint
 	maxRequestBytes          uint
 	maxTxnOps                uint
+	quotaBackendBytes        int64
 	logLevel                 string
 }
 
@@ -70,6 +71,7 @@ member; every flag may also be given as EDGEKV_<FLAG_NAME> in the environment.`,
 	fs.UintVar(&f.electionMs, "election-timeout", 1000, "Time (in milliseconds) for an election to timeout.")
 	fs.UintVar(&f.maxRequestBytes, "max-request-bytes", 1572864, "Maximum client request size in bytes the server will accept.")
 	fs.UintVar(&f.maxTxnOps, "max-txn-ops", 128, "Maximum number of operations permitted in a transaction.")
+	fs.Int64Var(&f.quotaBackendBytes, "quota-backend-bytes", server.DefaultQuotaBytes, "Backend size above which puts and txns are refused with etcd's \"database space exceeded\" (deletes and compaction still work); 0 means 2 GiB.")
 	fs.StringVar(&f.logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
 	cmd.AddCommand(newVersionCommand())
 	return cmd
@@ -184,6 +186,7 @@ func serve(ctx context.Context, f *flags, stderr io.Writer) error {
 		ElectionTicks:       int(f.electionMs / f.heartbeatMs),
 		MaxRequestBytes:     int(f.maxRequestBytes),
 		MaxTxnOps:           int(f.maxTxnOps),
+		QuotaBackendBytes:   f.quotaBackendBytes,
 		Logger:              lg,
 		NewTransport: func(id, clusterID uint64, token string, r raftnode.Raft) (server.PeerTransport, error) {
 			t, err := transport.New(transport.Config{

@@ -29,6 +29,7 @@ var errMap = []struct {
 	{server.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
 	{server.ErrRequestTooLarge, rpctypes.ErrGRPCRequestTooLarge},
 	{server.ErrNoLeader, rpctypes.ErrGRPCNoLeader},
+	{server.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
 	{server.ErrTimeout, rpctypes.ErrGRPCTimeout},
 	{server.ErrStopped, rpctypes.ErrGRPCStopped},
 	{context.Canceled, rpctypes.ErrGRPCCanceled},

@@ -63,6 +63,20 @@ func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 	return resp, toGRPCError(err)
 }
 
+// Alarm answers alarm queries. edgekv raises no alarms yet (the space
+// quota and corruption checks come with later work), so the list is empty;
+// activating or deactivating one is refused.
+func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	if r.Action != pb.AlarmRequest_GET {
+		return nil, errUnsupported("alarm " + r.Action.String())
+	}
+	st, err := m.b.Status(ctx)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.AlarmResponse{Header: st.Header}, nil
+}
+
 type clusterServer struct {
 	pb.UnimplementedClusterServer
 	b Backend

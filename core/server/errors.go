@@ -9,6 +9,7 @@ var (
 	ErrNoLeader        = errors.New("etcdserver: no leader")
 	ErrRequestTooLarge = errors.New("etcdserver: request is too large")
 	ErrLeaseNotFound   = errors.New("etcdserver: requested lease not found")
+	ErrNoSpace         = errors.New("etcdserver: mvcc: database space exceeded")
 
 	// ErrDataDirConflict is returned by New when the data directory belongs
 	// to another member or cluster.

@@ -42,6 +42,9 @@ func (s *Server) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, er
 	if err := mvcc.ValidatePut(r); err != nil {
 		return nil, err
 	}
+	if err := s.checkQuota(); err != nil {
+		return nil, err
+	}
 	if r.Lease != 0 {
 		// Leases arrive with the lease issue; until then none exists.
 		return nil, ErrLeaseNotFound
@@ -92,30 +95,19 @@ func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, er
 		}
 		out = resp
 	} else {
+		if err := s.checkQuota(); err != nil {
+			return nil, err
+		}
 		resp, err := s.replicate(ctx, kindTxn, r)
 		if err != nil {
 			return nil, err
 		}
 		out = resp.(*pb.TxnResponse)
 	}
-	s.txnHeaders(out)
-	return out, nil
-}
-
-func (s *Server) txnHeaders(out *pb.TxnResponse) {
+	// As in etcd, only the outer header names the member; the responses
+	// inside carry just their revision.
 	s.header(&out.Header)
-	for _, op := range out.Responses {
-		switch r := op.Response.(type) {
-		case *pb.ResponseOp_ResponseRange:
-			s.header(&r.ResponseRange.Header)
-		case *pb.ResponseOp_ResponsePut:
-			s.header(&r.ResponsePut.Header)
-		case *pb.ResponseOp_ResponseDeleteRange:
-			s.header(&r.ResponseDeleteRange.Header)
-		case *pb.ResponseOp_ResponseTxn:
-			s.txnHeaders(r.ResponseTxn)
-		}
-	}
+	return out, nil
 }
 
 // txnSerializable reports whether every range in r is serializable, as
@@ -167,6 +159,16 @@ func (s *Server) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Comp
 	return out, nil
 }
 
+// checkQuota refuses writes once the backend has outgrown
+// --quota-backend-bytes. Deletes and compactions stay allowed so that an
+// operator can make room, as in etcd.
+func (s *Server) checkQuota() error {
+	if q := s.cfg.QuotaBackendBytes; q > 0 && s.kv.SizeInUse() > q {
+		return ErrNoSpace
+	}
+	return nil
+}
+
 func (s *Server) replicate(ctx context.Context, kind uint8, r proto.Message) (any, error) {
 	body, err := proto.Marshal(r)
 	if err != nil {
@@ -186,6 +188,7 @@ func (s *Server) Status(ctx context.Context) (*pb.StatusResponse, error) {
 		RaftTerm:         s.node.Term(),
 		RaftAppliedIndex: s.applied.get(),
 		StorageVersion:   Version,
+		DbSizeQuota:      s.cfg.QuotaBackendBytes,
 	}
 	if m, ok := s.members.get(s.id); ok {
 		resp.IsLearner = m.IsLearner
@@ -205,7 +208,8 @@ func (s *Server) MemberList(ctx context.Context, linearizable bool) (*pb.MemberL
 			return nil, err
 		}
 	}
-	resp := &pb.MemberListResponse{Members: s.members.list()}
+	// etcd's cluster service headers carry no revision.
+	resp := &pb.MemberListResponse{Members: s.members.list(), Header: &pb.ResponseHeader{}}
 	s.header(&resp.Header)
 	return resp, nil
 }

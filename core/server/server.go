@@ -48,6 +48,7 @@ type Config struct {
 	ElectionTicks       int           // --election-timeout / --heartbeat-interval
 	MaxRequestBytes     int
 	MaxTxnOps           int
+	QuotaBackendBytes   int64 // 0 means DefaultQuotaBytes
 
 	NewTransport TransportFactory
 	Logger       *slog.Logger
@@ -56,6 +57,10 @@ type Config struct {
 	// Ticks replaces the wall-clock Raft ticker (tests).
 	Ticks <-chan time.Time
 }
+
+// DefaultQuotaBytes is etcd's default backend quota (2 GiB), which is
+// also the most bbolt can map on 32-bit ARM.
+const DefaultQuotaBytes = 2 << 30
 
 // Version is the etcd API version edgekv implements and reports in Status.
 const Version = "3.7.0"
@@ -101,6 +106,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxTxnOps <= 0 {
 		cfg.MaxTxnOps = 128
+	}
+	if cfg.QuotaBackendBytes <= 0 {
+		cfg.QuotaBackendBytes = DefaultQuotaBytes
 	}
 	if cfg.TickInterval <= 0 {
 		cfg.TickInterval = 100 * time.Millisecond

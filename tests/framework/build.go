@@ -1,0 +1,232 @@
+package framework
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+const (
+	rootModule  = "github.com/edgekv/edgekv"
+	testsModule = "github.com/edgekv/edgekv/tests"
+)
+
+// Target is a platform to cross-build for, as GOOS, GOARCH and GOARM.
+type Target struct {
+	GOOS, GOARCH, GOARM string
+}
+
+// Host is the platform the tests run on: a plain go build.
+var Host = Target{}
+
+func (tg Target) String() string {
+	if tg == Host {
+		return "host"
+	}
+	s := tg.GOOS + "-" + tg.GOARCH
+	if tg.GOARM != "" {
+		s += "v" + tg.GOARM
+	}
+	return s
+}
+
+func (tg Target) env() []string {
+	if tg == Host {
+		return nil
+	}
+	env := []string{"GOOS=" + tg.GOOS, "GOARCH=" + tg.GOARCH, "CGO_ENABLED=0"}
+	if tg.GOARM != "" {
+		env = append(env, "GOARM="+tg.GOARM)
+	}
+	return env
+}
+
+var (
+	dirsOnce           sync.Once
+	testsDir, repoRoot string
+	dirsErr            error
+
+	edgekvBuilds sync.Map // Target -> *buildResult, one build per test binary
+)
+
+type buildResult struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// TestsDir is the directory of the tests module (github.com/edgekv/edgekv/tests).
+func TestsDir(t testing.TB) string {
+	t.Helper()
+	findDirs(t)
+	return testsDir
+}
+
+// RepoRoot is the root of the edgekv repository, the module that tests/ is nested in.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	findDirs(t)
+	return repoRoot
+}
+
+// CacheDir is where built binaries are kept across test runs: tests/.cache/bin
+// (git-ignored).
+func CacheDir(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(TestsDir(t), ".cache", "bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("create cache dir: %v", err)
+	}
+	return dir
+}
+
+func findDirs(t testing.TB) {
+	t.Helper()
+	dirsOnce.Do(func() {
+		wd, err := os.Getwd()
+		if err != nil {
+			dirsErr = err
+			return
+		}
+		for dir := wd; ; dir = filepath.Dir(dir) {
+			switch modulePath(filepath.Join(dir, "go.mod")) {
+			case testsModule:
+				testsDir = dir
+			case rootModule:
+				repoRoot = dir
+			}
+			if repoRoot != "" || filepath.Dir(dir) == dir {
+				break
+			}
+		}
+		if testsDir == "" || repoRoot == "" {
+			dirsErr = fmt.Errorf("from %s: did not find the go.mod of %s (found %q) and of %s (found %q) above it",
+				wd, testsModule, testsDir, rootModule, repoRoot)
+		}
+	})
+	if dirsErr != nil {
+		t.Fatalf("locate repository: %v", dirsErr)
+	}
+}
+
+// modulePath returns the module path declared in a go.mod file, or "".
+func modulePath(gomod string) string {
+	data, err := os.ReadFile(gomod)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "module "); ok {
+			return strings.Trim(strings.TrimSpace(rest), `"`)
+		}
+	}
+	return ""
+}
+
+// BuildEdgekv returns the edgekv server binary for the host: $EDGEKV_BIN if
+// set, otherwise ./cmd/edgekv built from the repository once per test binary
+// (go's build cache makes repeated builds cheap; sources may have changed
+// between runs, so the result is not reused across runs).
+func BuildEdgekv(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("EDGEKV_BIN"); p != "" {
+		return existingBinary(t, "EDGEKV_BIN", p)
+	}
+	return BuildEdgekvFor(t, Host)
+}
+
+// BuildEdgekvFor builds ./cmd/edgekv for target (CGO_ENABLED=0 when
+// cross-compiling) once per test binary and returns its path.
+func BuildEdgekvFor(t testing.TB, target Target) string {
+	t.Helper()
+	v, _ := edgekvBuilds.LoadOrStore(target, &buildResult{})
+	b := v.(*buildResult)
+	b.once.Do(func() {
+		root := RepoRoot(t)
+		name := "edgekv"
+		if target != Host {
+			name += "-" + target.String()
+		}
+		b.path = filepath.Join(CacheDir(t), name)
+		b.err = goBuild(t, root, "./cmd/edgekv", b.path, target.env())
+	})
+	if b.err != nil {
+		t.Fatalf("build edgekv (%s): %v", target, b.err)
+	}
+	return b.path
+}
+
+// BuildEtcd returns real etcd v3 built from tests/tools/etcd for the host.
+func BuildEtcd(t testing.TB) string {
+	t.Helper()
+	return BuildToolFor(t, "etcd", Host)
+}
+
+// BuildEtcdctl returns stock etcdctl built from tests/tools/etcdctl.
+func BuildEtcdctl(t testing.TB) string {
+	t.Helper()
+	return BuildToolFor(t, "etcdctl", Host)
+}
+
+// BuildToolFor builds the nested module tests/tools/<tool> for target into the
+// cache dir, shared across test runs. The file name carries a hash of the
+// module's go.mod, go.sum and main.go, so a version bump rebuilds it; otherwise
+// it is built only if missing.
+func BuildToolFor(t testing.TB, tool string, target Target) string {
+	t.Helper()
+	dir := filepath.Join(TestsDir(t), "tools", tool)
+	h := sha256.New()
+	fmt.Fprintln(h, target)
+	for _, f := range []string{"go.mod", "go.sum", "main.go"} {
+		data, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatalf("build %s: %v", tool, err)
+		}
+		h.Write(data)
+	}
+	out := filepath.Join(CacheDir(t), fmt.Sprintf("%s-%s-%s", tool, target, hex.EncodeToString(h.Sum(nil))[:12]))
+	if _, err := os.Stat(out); err == nil {
+		return out
+	}
+	t.Logf("building %s for %s into %s (first run only; etcd takes a minute)", tool, target, out)
+	if err := goBuild(t, dir, ".", out, append(target.env(), "GOWORK=off")); err != nil {
+		t.Fatalf("build %s (%s): %v", tool, target, err)
+	}
+	return out
+}
+
+func existingBinary(t testing.TB, what, p string) string {
+	t.Helper()
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatalf("%s=%s: %v", what, p, err)
+	}
+	if _, err := os.Stat(abs); err != nil {
+		t.Fatalf("%s=%s: %v", what, p, err)
+	}
+	return abs
+}
+
+// goBuild runs go build in dir and moves the result to out atomically, so
+// concurrent test binaries never run a half-written file.
+func goBuild(t testing.TB, dir, pkg, out string, env []string) error {
+	t.Helper()
+	tmp := fmt.Sprintf("%s.tmp%d", out, os.Getpid())
+	cmd := exec.Command("go", "build", "-o", tmp, pkg)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var output bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &output, &output
+	if err := cmd.Run(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("go build -o %s %s in %s %v: %w\n%s", tmp, pkg, dir, env, err, output.String())
+	}
+	return os.Rename(tmp, out)
+}
