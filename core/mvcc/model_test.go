@@ -95,9 +95,7 @@ func (m *modelRunner) step() {
 		req = r
 		if cmpVer == ver {
 			m.modelPut(next, rev, a, "s")
-			if _, ok := next[b]; ok {
-				delete(next, b)
-			}
+			delete(next, b)
 		} else {
 			m.modelPut(next, rev, b, "f")
 		}

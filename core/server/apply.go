@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/edgekv/edgekv/core/codec"
 	"github.com/edgekv/edgekv/core/mvcc"
+	"github.com/edgekv/edgekv/core/raftnode"
 )
 
 // Kinds of replicated request.
@@ -71,6 +73,8 @@ func (s *Server) mapProposeErr(ctx context.Context, err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, raftnode.ErrStopped):
+		return ErrStopped
 	case ctx.Err() == context.DeadlineExceeded:
 		if s.node.Leader() == 0 {
 			return ErrNoLeader
