@@ -10,6 +10,8 @@
 //   - e2e: the tests. Each runs the same body against edgekv and against real
 //     etcd (subtests "edgekv" and "etcd"); a passing etcd subtest shows the
 //     test checks something real.
+//   - bench: programs that measure edgekv against real etcd on the same
+//     machine and print the ratios (go run ./bench/diskwrites).
 //   - tools/etcd, tools/etcdctl: real etcd and stock etcdctl v3.7.3, each in its
 //     own module, built by the framework into .cache/bin.
 //

@@ -42,6 +42,7 @@ type config struct {
 	flags               []string
 	env                 []string
 	wrapper             []string
+	memberWrapper       func(m *Member) []string
 	token               string
 }
 
@@ -71,6 +72,20 @@ func WithWrapper(argv ...string) Option {
 	return func(c *config) { c.wrapper = append(c.wrapper, argv...) }
 }
 
+// WithMemberWrapper runs each member under the program that wrap returns for
+// it (after any WithWrapper), e.g. strace writing to a file per member:
+//
+//	WithMemberWrapper(func(m *Member) []string {
+//		return []string{"strace", "-f", "-o", m.DataDir + ".strace"}
+//	})
+//
+// A wrapped member is started in its own process group, and Kill, Stop and
+// Close signal the whole group, so a wrapper that forks (strace) never leaves
+// the server behind. Use Member.ServerPID for the server under the wrapper.
+func WithMemberWrapper(wrap func(m *Member) []string) Option {
+	return func(c *config) { c.memberWrapper = wrap }
+}
+
 // Member is one server process of a Cluster.
 type Member struct {
 	Name       string
@@ -81,8 +96,9 @@ type Member struct {
 	PeerURL    string // http://127.0.0.1:PeerPort (TCP for etcd, QUIC over UDP for edgekv)
 	LogPath    string // stdout and stderr of every run of this member
 
-	argv []string
-	env  []string
+	argv    []string
+	env     []string
+	wrapped bool // argv starts with a wrapper: signal the process group
 
 	mu   sync.Mutex
 	proc *process // nil when not running
@@ -142,7 +158,12 @@ func StartCluster(t testing.TB, binary string, n int, opts ...Option) *Cluster {
 		c.Members = append(c.Members, m)
 	}
 	for _, m := range c.Members {
-		m.argv = append(append([]string{}, cfg.wrapper...), binary,
+		m.argv = append([]string{}, cfg.wrapper...)
+		if cfg.memberWrapper != nil {
+			m.argv = append(m.argv, cfg.memberWrapper(m)...)
+		}
+		m.wrapped = len(m.argv) > 0
+		m.argv = append(m.argv, binary,
 			"--name", m.Name,
 			"--data-dir", m.DataDir,
 			"--listen-client-urls", m.ClientURL,
@@ -225,6 +246,38 @@ func (c *Cluster) Running(i int) bool {
 	}
 }
 
+// PID is the process id of the member's running process, or 0 if it is not
+// running. For a member started under a wrapper (WithWrapper,
+// WithMemberWrapper) it is the wrapper's; see ServerPID.
+func (m *Member) PID() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.proc == nil {
+		return 0
+	}
+	select {
+	case <-m.proc.done:
+		return 0
+	default:
+		return m.proc.cmd.Process.Pid
+	}
+}
+
+// ServerPID is the process id of the server itself: PID, or for a member
+// started under a wrapper that forks the server (strace), the wrapper's
+// deepest descendant (a wrapper that does not fork, like qemu-user, is the
+// server). It fails if the member is not running.
+func (m *Member) ServerPID() (int, error) {
+	pid := m.PID()
+	if pid == 0 {
+		return 0, fmt.Errorf("%s is not running", m.Name)
+	}
+	if !m.wrapped {
+		return pid, nil
+	}
+	return deepestDescendant(pid)
+}
+
 // Kill sends SIGKILL to member i and waits for it to exit: a crash, with no
 // chance to flush anything.
 func (c *Cluster) Kill(i int) {
@@ -232,6 +285,35 @@ func (c *Cluster) Kill(i int) {
 	c.t.Logf("cluster: SIGKILL %s", c.Members[i].Name)
 	if err := c.signal(i, syscall.SIGKILL, DefaultStopTimeout); err != nil {
 		c.t.Fatalf("kill %s: %v", c.Members[i].Name, err)
+	}
+}
+
+// KillAll sends SIGKILL to every running member at once, then waits for each
+// to exit: a power cut of the whole cluster, with no member outliving another
+// by more than the time it takes to send the signals.
+func (c *Cluster) KillAll() {
+	c.t.Helper()
+	var procs []*process
+	for i, m := range c.Members {
+		m.mu.Lock()
+		p := m.proc
+		m.mu.Unlock()
+		if p == nil || !c.Running(i) {
+			continue
+		}
+		if err := signalProcess(p.cmd.Process, syscall.SIGKILL, m.wrapped); err != nil {
+			c.t.Fatalf("kill %s: %v", m.Name, err)
+		}
+		procs = append(procs, p)
+	}
+	c.t.Logf("cluster: SIGKILL all %d running members", len(procs))
+	deadline := time.After(DefaultStopTimeout)
+	for _, p := range procs {
+		select {
+		case <-p.done:
+		case <-deadline:
+			c.t.Fatalf("kill all: a member is still running %v after SIGKILL", DefaultStopTimeout)
+		}
 	}
 }
 
@@ -368,7 +450,7 @@ func (c *Cluster) start(i int) {
 	cmd := exec.Command(m.argv[0], m.argv[1:]...)
 	cmd.Env = append(os.Environ(), m.env...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = sysProcAttr(m.wrapped)
 	if err := cmd.Start(); err != nil {
 		log.Close()
 		c.t.Fatalf("start %s: %v", m.Name, err)
@@ -397,7 +479,7 @@ func (c *Cluster) signal(i int, sig syscall.Signal, wait time.Duration) error {
 		return nil
 	default:
 	}
-	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := signalProcess(p.cmd.Process, sig, m.wrapped); err != nil {
 		return err
 	}
 	select {
