@@ -8,7 +8,7 @@ BUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 FUZZTIME  ?= 10s
 STATICCHECK ?= v0.8.2
 
-.PHONY: all build run test unit e2e fuzz cross lint tools clean
+.PHONY: all build run test unit unit-arm e2e fuzz cross lint tools bench-disk clean
 
 all: build
 
@@ -26,7 +26,7 @@ cross:
 	GOOS=linux GOARCH=arm GOARM=6 $(BUILD) -o bin/edgekv-linux-armv6 ./cmd/edgekv
 	GOOS=linux GOARCH=amd64 $(BUILD) -o bin/edgekv-linux-amd64 ./cmd/edgekv
 
-test: lint unit fuzz e2e
+test: lint unit unit-arm fuzz e2e
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -37,6 +37,10 @@ lint:
 
 unit:
 	$(GO) test -race -count=1 ./...
+
+# The storage packages' unit tests on emulated arm64 and armv7 (qemu-user).
+unit-arm: tools
+	scripts/test-arm.sh ./persist/... ./core/mvcc/...
 
 # Every fuzz target, briefly. Longer: make fuzz FUZZTIME=5m
 fuzz:
@@ -50,6 +54,10 @@ e2e: build cross tools
 # Installs qemu-user (for the ARM runs) when it is missing and we may.
 tools:
 	@scripts/install-tools.sh
+
+# Bytes written and fdatasyncs per put, edgekv next to real etcd (issue 3).
+bench-disk: build
+	cd tests && EDGEKV_BIN=$(CURDIR)/bin/edgekv $(GO) run ./bench/diskwrites --total 20000 --rounds 3
 
 clean:
 	rm -rf bin .run

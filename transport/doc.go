@@ -7,9 +7,10 @@
 // A Transport owns one UDP socket (Config.ListenAddr), a QUIC listener and
 // dialer on it, an in-memory self-signed ECDSA P-256 certificate generated
 // by New, one sending goroutine and bounded queue per peer, one reading
-// goroutine per inbound connection, and one goroutine that makes delivery
-// reports to Raft. Close stops and waits for all of them and releases the
-// socket.
+// goroutine and one stream-accepting goroutine per inbound connection, one
+// goroutine per snapshot being sent or received, and one goroutine that
+// makes delivery reports to Raft. Close stops and waits for all of them
+// and releases the socket.
 //
 // # Threading
 //
@@ -17,40 +18,62 @@
 // message on its peer's queue (4096 messages). When a queue is full the
 // message is dropped and the peer reported unreachable; a dropped MsgSnap
 // is also reported as SnapshotFailure. Messages to unknown peers are
-// dropped silently. AddPeer, RemovePeer and Close may be called from any
-// goroutine; Close must not be called from inside a Raft method.
+// dropped silently. SendSnapshot never blocks either: it starts a goroutine
+// that sends one snapshot (see Snapshots). AddPeer, RemovePeer,
+// SendSnapshot and Close may be called from any goroutine; Close must not
+// be called from inside a Raft method.
 //
 // The transport calls Raft as follows:
 //   - Process: from the reading goroutine of each inbound connection (one
 //     per connected peer), in the order the peer sent, with a context that
-//     Close cancels.
+//     Close cancels; and, for a MsgSnap that came with its db, from that
+//     snapshot's goroutine once SnapshotReceiver.ReceiveSnapshot returned,
+//     unordered with respect to the message stream.
 //   - ReportUnreachable and ReportSnapshot: only from the transport's single
-//     report goroutine, never from the caller of Send. ReportUnreachable
-//     follows a dropped message, a failed dial or handshake, and a lost
-//     connection. ReportSnapshot(SnapshotFinish) follows the write of a
-//     frame holding a MsgSnap (handed to QUIC, not yet acknowledged by the
-//     peer); SnapshotFailure follows a dropped MsgSnap or a failed write.
+//     report goroutine, never from the caller of Send or SendSnapshot.
+//     ReportUnreachable follows a dropped message, a failed dial or
+//     handshake, a lost connection and a failed SendSnapshot.
+//     ReportSnapshot(SnapshotFinish) follows the peer's ack of a snapshot
+//     sent with SendSnapshot (its db stored and its MsgSnap handed to
+//     Raft); SnapshotFailure follows any failure of SendSnapshot, including
+//     a second snapshot to a peer that has one in flight. Without
+//     Config.Snapshots, a MsgSnap passed to Send travels as a message and
+//     SnapshotFinish follows the write of its frame (handed to QUIC, not
+//     acknowledged); with Config.Snapshots, Send drops a MsgSnap with a
+//     warning and SnapshotFailure.
+//
+// SnapshotReceiver.ReceiveSnapshot is called from the goroutine of each
+// incoming snapshot stream, so possibly concurrently for different peers
+// and always concurrently with Process of ordinary messages.
 //
 // # Connections and streams
 //
 // The wire is QUIC with ALPN "edgekv-raft/1" and TLS 1.3 only. As in etcd's
 // rafthttp, each member dials each peer and opens one long-lived
 // bidirectional stream on which it sends its messages to that peer, in
-// order: an outbound connection only sends messages, an inbound one only
-// receives them. A writer drains everything queued for its peer into one
-// frame (up to MaxFrameBytes) and writes it with one Write. A failed dial or
-// write is retried after a backoff doubling from 50 ms to 2 s, with jitter.
-// Keep-alives every second and a 6 s idle timeout detect dead peers; a
-// stateless reset key derived from the token and member ID lets a restarted
-// member reset its predecessor's connections at once.
+// order: an outbound connection only sends messages and snapshots, an
+// inbound one only receives them. A writer drains everything queued for its
+// peer into one frame (up to MaxFrameBytes) and writes it with one Write. A
+// failed dial or write is retried after a backoff doubling from 50 ms to
+// 2 s, with jitter. Keep-alives every second and a 6 s idle timeout detect
+// dead peers; a stateless reset key derived from the token and member ID
+// lets a restarted member reset its predecessor's connections at once.
 //
-// Snapshots currently travel as ordinary MsgSnap messages within the frame
-// limit. They will get a stream of their own, in chunks with a CRC (issue 3),
-// so that heartbeats never wait behind a snapshot.
+// The first stream of a connection is the message stream. Every later
+// stream the dialer opens starts with a kind byte; the only kind is a
+// snapshot stream, one per snapshot (see Snapshots). The listener accepts
+// one message stream and up to three snapshot streams at a time per
+// connection, and only serves later streams once the hello succeeded; it
+// resets a stream of unknown kind (stream error 0x3) and keeps the
+// connection. The message stream and the hello are as before snapshot
+// streams existed; a member from before them accepts no second stream, so
+// SendSnapshot to it fails after 10 s. The dialer sends message frames at
+// a higher QUIC priority (urgency 2) than snapshot chunks (urgency 5), so
+// heartbeats and appends never wait behind a snapshot.
 //
 // # Frames
 //
-// Every frame, hello or messages, is
+// Every frame, hello, messages or snapshot ack, is
 //
 //	length   u32, big-endian: the number of payload bytes
 //	payload  CBOR (core/codec deterministic encoding)
@@ -105,4 +128,43 @@
 //
 // A member keeps at most one inbound connection per peer: a newly
 // authenticated one closes the older one with 0x6.
+//
+// # Snapshots
+//
+// SendSnapshot sends a MsgSnap with the backend db (a bbolt file, possibly
+// hundreds of MB) on a new stream of the peer's authenticated connection,
+// waiting up to 10 s for that connection to be (re)established and for
+// the stream. At most one snapshot per peer is in flight. The stream is
+//
+//	kind    u8 = 0x53 ('S')
+//	header  a message frame (above) whose array holds exactly one MsgSnap,
+//	        with a snapshot; at most MaxFrameBytes
+//	size    u64, big-endian: the db's length in bytes
+//	chunk*  length u32 BE | crc u32 BE | length bytes of the db
+//	end     0 u32 BE      | crc u32 BE of all the db's bytes
+//
+// with crc the CRC-32C (Castagnoli). A chunk holds 1 to 1 MiB (the sender
+// writes 256 KiB) and the chunks add up to size exactly; with size 0 the
+// end marker follows the header. The dialer then closes its direction and
+// waits for the listener's ack, a frame whose payload is the CBOR array
+//
+//	[status u8, reason tstr]   status 0: stored and handed to Raft
+//	                           status 1: refused; reason (≤ 512 bytes) says why
+//
+// The listener refuses, with a warning and an ack of status 1, a header
+// that is not one MsgSnap from the authenticated peer to itself, a size
+// above MaxSnapshotBytes (default 8 GiB; bbolt's own cap is 2 GiB on 32-bit
+// ARM), a stream whose db fails a chunk or end CRC, overruns the size or
+// ends early, and any error of ReceiveSnapshot or Raft.Process. It then
+// stops reading the stream (QUIC stream error 0x1), so a sender still
+// writing fails at once; the connection and the member carry on. Otherwise
+// it hands the db, as the chunks arrive, to Config.Snapshots (a chunk's
+// bytes only once its CRC matched, the last chunk's only once the end
+// marker matched too), then the MsgSnap to Raft.Process, then acks status
+// 0. Each header and chunk read or write must progress within 30 s;
+// waiting for the ack is bounded by the connection staying alive. Stream
+// error codes:
+//
+//	0x0 finished                 0x2 sender gave up, or a member closing
+//	0x1 refused by the listener  0x3 unknown stream kind
 package transport

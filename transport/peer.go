@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -23,6 +25,13 @@ type peer struct {
 	queue  chan *raftpb.Message
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	// snapBusy is set while a snapshot to the peer is being sent.
+	snapBusy atomic.Bool
+
+	connMu      sync.Mutex
+	conn        *quic.Conn    // the authenticated connection, nil between connections
+	connChanged chan struct{} // closed (and replaced) whenever conn changes
 }
 
 func newPeer(t *Transport, id uint64, addr string) *peer {
@@ -35,6 +44,36 @@ func newPeer(t *Transport, id uint64, addr string) *peer {
 		queue:  make(chan *raftpb.Message, queueLen),
 		ctx:    ctx,
 		cancel: cancel,
+
+		connChanged: make(chan struct{}),
+	}
+}
+
+// setConn publishes the current authenticated connection (nil for none)
+// to snapshot senders.
+func (p *peer) setConn(conn *quic.Conn) {
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	p.conn = conn
+	close(p.connChanged)
+	p.connChanged = make(chan struct{})
+}
+
+// waitConn returns the peer's authenticated connection, waiting for run to
+// establish one until ctx is done.
+func (p *peer) waitConn(ctx context.Context) (*quic.Conn, error) {
+	for {
+		p.connMu.Lock()
+		conn, changed := p.conn, p.connChanged
+		p.connMu.Unlock()
+		if conn != nil && conn.Context().Err() == nil {
+			return conn, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		case <-changed:
+		}
 	}
 }
 
@@ -74,7 +113,9 @@ func (p *peer) run() {
 		connected := time.Now()
 		p.log.Info("peer connected (outbound)", "remote", conn.RemoteAddr().String())
 
+		p.setConn(conn)
 		err = p.writeLoop(conn, str)
+		p.setConn(nil)
 		if p.ctx.Err() != nil {
 			return
 		}
@@ -102,7 +143,7 @@ func (p *peer) connect() (*quic.Conn, *quic.Stream, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("resolving %q: %w", p.addr, err)
 	}
-	conn, err := p.t.qtr.Dial(ctx, raddr, p.t.clientTLS, p.t.qconf)
+	conn, err := p.t.qtr.Dial(ctx, raddr, p.t.clientTLS, p.t.dialConf)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dialing: %w", err)
 	}
@@ -117,6 +158,8 @@ func (p *peer) connect() (*quic.Conn, *quic.Stream, error) {
 		closeOnError(conn, err)
 		return nil, nil, fmt.Errorf("hello with %s: %w", conn.RemoteAddr(), err)
 	}
+	// Messages go before snapshot chunks whenever both are waiting.
+	str.SetPriority(messageUrgency, false)
 	return conn, str, nil
 }
 

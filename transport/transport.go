@@ -24,6 +24,10 @@ import (
 // DefaultMaxFrameBytes is the frame size limit when Config.MaxFrameBytes is 0.
 const DefaultMaxFrameBytes = 32 << 20
 
+// DefaultMaxSnapshotBytes is the snapshot size limit when
+// Config.MaxSnapshotBytes is 0. (bbolt's own cap is 2 GiB on 32-bit ARM.)
+const DefaultMaxSnapshotBytes = 8 << 30
+
 // Timing and sizing of the peer wire.
 const (
 	// handshakeTimeout bounds dialing plus the hello exchange.
@@ -49,6 +53,14 @@ var (
 	ErrBadPeerURL = errors.New("transport: bad peer URL")
 	// ErrInvalidConfig: New was given an unusable Config.
 	ErrInvalidConfig = errors.New("transport: invalid config")
+
+	// ErrSnapshotCorrupt: the db of an incoming snapshot failed a chunk or
+	// body CRC, or its stream ended or broke before the end marker. The
+	// reader handed to SnapshotReceiver.ReceiveSnapshot returns it.
+	ErrSnapshotCorrupt = errors.New("transport: snapshot stream corrupt")
+	// ErrSnapshotTooLarge: an incoming snapshot's size exceeds
+	// Config.MaxSnapshotBytes; it is refused before any of the db is read.
+	ErrSnapshotTooLarge = errors.New("transport: snapshot too large")
 )
 
 // Config configures a Transport.
@@ -65,6 +77,14 @@ type Config struct {
 	Logger *slog.Logger
 	// Raft is where inbound messages and delivery reports go.
 	Raft raftnode.Raft
+	// Snapshots stores the db of incoming snapshots. If nil, snapshot
+	// streams are refused and an outgoing MsgSnap passed to Send travels
+	// as an ordinary message; if set, Send drops every MsgSnap (the caller
+	// uses SendSnapshot).
+	Snapshots SnapshotReceiver
+	// MaxSnapshotBytes is the largest db accepted from a peer; 0 means
+	// DefaultMaxSnapshotBytes.
+	MaxSnapshotBytes int64
 }
 
 // Transport is the QUIC peer transport. See the package documentation.
@@ -72,13 +92,19 @@ type Transport struct {
 	cfg      Config
 	log      *slog.Logger
 	maxFrame int
+	maxSnap  int64
 	auth     authParams
 
 	udp       *net.UDPConn
 	qtr       *quic.Transport
 	ln        *quic.Listener
 	clientTLS *tls.Config
-	qconf     *quic.Config
+	qconf     *quic.Config // for accepted connections
+	dialConf  *quic.Config // for dialed ones
+
+	// mangleChunk, if set before the first SendSnapshot, may alter the
+	// wire bytes of each outgoing snapshot chunk (tests only).
+	mangleChunk func(i int, wire []byte)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -105,10 +131,14 @@ func New(cfg Config) (*Transport, error) {
 	if cfg.MaxFrameBytes < 0 {
 		return nil, fmt.Errorf("%w: MaxFrameBytes %d", ErrInvalidConfig, cfg.MaxFrameBytes)
 	}
+	if cfg.MaxSnapshotBytes < 0 {
+		return nil, fmt.Errorf("%w: MaxSnapshotBytes %d", ErrInvalidConfig, cfg.MaxSnapshotBytes)
+	}
 	t := &Transport{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		maxFrame: cfg.MaxFrameBytes,
+		maxSnap:  cfg.MaxSnapshotBytes,
 		auth:     authParams{token: cfg.Token, self: cfg.ID, clusterID: cfg.ClusterID},
 		peers:    make(map[uint64]*peer),
 		inbound:  make(map[uint64]*quic.Conn),
@@ -122,6 +152,9 @@ func New(cfg Config) (*Transport, error) {
 	}
 	// Within what the u32 length prefix and a 32-bit int can express.
 	t.maxFrame = min(t.maxFrame, math.MaxInt32)
+	if t.maxSnap == 0 {
+		t.maxSnap = DefaultMaxSnapshotBytes
+	}
 	cert, err := selfSignedCert()
 	if err != nil {
 		return nil, err
@@ -131,11 +164,14 @@ func New(cfg Config) (*Transport, error) {
 		HandshakeIdleTimeout: handshakeIdleTimeout,
 		MaxIdleTimeout:       maxIdleTimeout,
 		KeepAlivePeriod:      keepAlivePeriod,
-		// One message stream per connection; the snapshot streams of
-		// issue 3 will raise this.
-		MaxIncomingStreams:    1,
+		// The message stream and a few snapshot streams; see doc.go.
+		MaxIncomingStreams:    1 + maxSnapshotStreams,
 		MaxIncomingUniStreams: -1,
 	}
+	// The listener never opens streams on a connection it accepted.
+	dialConf := *t.qconf
+	dialConf.MaxIncomingStreams = -1
+	t.dialConf = &dialConf
 	laddr, err := net.ResolveUDPAddr("udp", cfg.ListenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: resolving listen address %q: %w", cfg.ListenAddr, err)
@@ -245,6 +281,12 @@ func (t *Transport) Send(msgs []*raftpb.Message) {
 			}
 			continue
 		}
+		if t.cfg.Snapshots != nil && m.GetType() == raftpb.MsgSnap {
+			t.log.Warn("dropping a MsgSnap passed to Send; snapshots go through SendSnapshot",
+				"peer", fmt.Sprintf("%x", to), "index", m.GetSnapshot().GetMetadata().GetIndex())
+			t.rep.snapshot(to, raft.SnapshotFailure)
+			continue
+		}
 		select {
 		case p.queue <- m:
 		default:
@@ -344,6 +386,8 @@ func (t *Transport) serveConn(conn *quic.Conn) {
 	}
 	log.Info("peer connected (inbound)")
 
+	t.wg.Add(1)
+	go t.acceptSnapshotStreams(conn, from, log)
 	err = t.readLoop(conn, str, from, log)
 
 	t.mu.Lock()
@@ -375,10 +419,16 @@ func isPeerShutdown(err error) bool {
 // returned function stops that, waiting for a close already under way, so
 // no goroutine outlives the caller.
 func closeOnDone(ctx context.Context, conn *quic.Conn, code quic.ApplicationErrorCode, reason string) (stop func()) {
+	return afterDone(ctx, func() { _ = conn.CloseWithError(code, reason) })
+}
+
+// afterDone runs f once ctx is done. The returned function stops that,
+// waiting for an f already running, so no goroutine outlives the caller.
+func afterDone(ctx context.Context, f func()) (stop func()) {
 	done := make(chan struct{})
 	stopAfter := context.AfterFunc(ctx, func() {
 		defer close(done)
-		_ = conn.CloseWithError(code, reason)
+		f()
 	})
 	return func() {
 		if !stopAfter() {

@@ -15,9 +15,10 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/edgekv/edgekv/core/raftnode"
+	"github.com/edgekv/edgekv/core/mvcc"
 	"github.com/edgekv/edgekv/core/rpc"
 	"github.com/edgekv/edgekv/core/server"
+	"github.com/edgekv/edgekv/persist/wal"
 	"github.com/edgekv/edgekv/transport"
 )
 
@@ -37,6 +38,13 @@ type flags struct {
 	maxRequestBytes          uint
 	maxTxnOps                uint
 	quotaBackendBytes        int64
+	snapshotCount            uint64
+	snapshotCatchUpEntries   uint64
+	maxSnapshots             uint
+	maxWALs                  uint
+	walSegmentSize           int64
+	backendBatchInterval     time.Duration
+	backendBatchLimit        int
 	logLevel                 string
 }
 
@@ -72,6 +80,13 @@ member; every flag may also be given as EDGEKV_<FLAG_NAME> in the environment.`,
 	fs.UintVar(&f.maxRequestBytes, "max-request-bytes", 1572864, "Maximum client request size in bytes the server will accept.")
 	fs.UintVar(&f.maxTxnOps, "max-txn-ops", 128, "Maximum number of operations permitted in a transaction.")
 	fs.Int64Var(&f.quotaBackendBytes, "quota-backend-bytes", server.DefaultQuotaBytes, "Backend size above which puts and txns are refused with etcd's \"database space exceeded\" (deletes and compaction still work); 0 means 2 GiB.")
+	fs.Uint64Var(&f.snapshotCount, "snapshot-count", server.DefaultSnapshotCount, "Number of committed transactions to trigger a snapshot to disk.")
+	fs.Uint64Var(&f.snapshotCatchUpEntries, "snapshot-catchup-entries", server.DefaultSnapshotCatchUpEntries, "Number of entries for a slow follower to catch up after compacting the raft storage entries.")
+	fs.UintVar(&f.maxSnapshots, "max-snapshots", 5, "Maximum number of snapshot files to retain (0 is unlimited).")
+	fs.UintVar(&f.maxWALs, "max-wals", 5, "Maximum number of wal files to retain (0 is unlimited).")
+	fs.Int64Var(&f.walSegmentSize, "wal-segment-size", wal.DefaultSegmentSize, "Size in bytes of each preallocated write-ahead log segment.")
+	fs.DurationVar(&f.backendBatchInterval, "backend-batch-interval", 100*time.Millisecond, "The maximum time before committing the backend transaction.")
+	fs.IntVar(&f.backendBatchLimit, "backend-batch-limit", 10000, "The maximum operations before committing the backend transaction.")
 	fs.StringVar(&f.logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
 	cmd.AddCommand(newVersionCommand())
 	return cmd
@@ -175,30 +190,36 @@ func serve(ctx context.Context, f *flags, stderr io.Writer) error {
 	}
 
 	srv, err := server.New(server.Config{
-		Name:                f.name,
-		DataDir:             f.dataDir,
-		InitialCluster:      initial,
-		InitialClusterState: f.initialClusterState,
-		InitialClusterToken: f.initialClusterToken,
-		AdvertisePeerURLs:   f.initialAdvertisePeerURLs,
-		AdvertiseClientURLs: f.advertiseClientURLs,
-		TickInterval:        time.Duration(f.heartbeatMs) * time.Millisecond,
-		ElectionTicks:       int(f.electionMs / f.heartbeatMs),
-		MaxRequestBytes:     int(f.maxRequestBytes),
-		MaxTxnOps:           int(f.maxTxnOps),
-		QuotaBackendBytes:   f.quotaBackendBytes,
-		Logger:              lg,
-		NewTransport: func(id, clusterID uint64, token string, r raftnode.Raft) (server.PeerTransport, error) {
+		Name:                   f.name,
+		DataDir:                f.dataDir,
+		InitialCluster:         initial,
+		InitialClusterState:    f.initialClusterState,
+		InitialClusterToken:    f.initialClusterToken,
+		AdvertisePeerURLs:      f.initialAdvertisePeerURLs,
+		AdvertiseClientURLs:    f.advertiseClientURLs,
+		TickInterval:           time.Duration(f.heartbeatMs) * time.Millisecond,
+		ElectionTicks:          int(f.electionMs / f.heartbeatMs),
+		MaxRequestBytes:        int(f.maxRequestBytes),
+		MaxTxnOps:              int(f.maxTxnOps),
+		QuotaBackendBytes:      f.quotaBackendBytes,
+		SnapshotCount:          f.snapshotCount,
+		SnapshotCatchUpEntries: f.snapshotCatchUpEntries,
+		MaxSnapshots:           keepAll(f.maxSnapshots),
+		WAL:                    wal.Options{SegmentSize: f.walSegmentSize, MaxWALs: keepAll(f.maxWALs)},
+		Backend:                mvcc.Options{BatchInterval: f.backendBatchInterval, BatchLimit: f.backendBatchLimit},
+		Logger:                 lg,
+		NewTransport: func(d server.TransportDeps) (server.PeerTransport, error) {
 			t, err := transport.New(transport.Config{
-				ID:         id,
-				ClusterID:  clusterID,
+				ID:         d.MemberID,
+				ClusterID:  d.ClusterID,
 				ListenAddr: peerAddr,
-				Token:      token,
+				Token:      d.Token,
 				// A Raft message carries at most one request of
 				// --max-request-bytes beyond its batch limit.
 				MaxFrameBytes: int(f.maxRequestBytes) + 16<<20,
 				Logger:        lg.With("component", "transport"),
-				Raft:          r,
+				Raft:          d.Raft,
+				Snapshots:     d.Snapshots,
 			})
 			if err != nil {
 				return nil, err
@@ -209,7 +230,8 @@ func serve(ctx context.Context, f *flags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	api, err := rpc.New(rpc.Config{Backend: srv, MaxRequestBytes: int(f.maxRequestBytes), Version: server.Version, Logger: lg})
+	api, err := rpc.New(rpc.Config{Backend: srv, MaxRequestBytes: int(f.maxRequestBytes), Version: server.Version,
+		Metrics: srv.MetricsHandler(), Logger: lg})
 	if err != nil {
 		srv.Stop()
 		return err
@@ -235,6 +257,15 @@ func serve(ctx context.Context, f *flags, stderr io.Writer) error {
 	api.Stop()
 	srv.Stop()
 	return nil
+}
+
+// keepAll maps --max-wals and --max-snapshots, where 0 keeps every file as
+// in etcd, to the options, where a negative number does.
+func keepAll(n uint) int {
+	if n == 0 {
+		return -1
+	}
+	return int(n)
 }
 
 // clientAddr turns an etcd client URL into a TCP listen address.

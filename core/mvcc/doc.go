@@ -5,25 +5,47 @@
 //
 // # What it owns
 //
-// The backend file (<data-dir>/member/db, bbolt) and the in-memory key
-// index (a google/btree of keys, each with its revisions grouped in
-// generations, as etcd's treeIndex). It creates the buckets "lease",
-// "auth", "members" and "wasm" empty and never touches them.
+// The backend file (<data-dir>/member/db, bbolt, through persist/backend)
+// and the in-memory key index (a google/btree of keys, each with its
+// revisions grouped in generations, as etcd's treeIndex). It creates the
+// buckets "lease", "auth", "members" and "wasm" empty and never touches
+// them.
 //
 // # Who calls it
 //
 //   - Apply is called by core/server's apply loop, one goroutine, with
-//     committed Raft entries in order. It applies a batch in one bbolt write
-//     transaction that also stores the consistent index and term, so that
-//     replaying entries after a crash is idempotent (entries with Index <=
-//     ConsistentIndex are skipped). An error from Apply is a disk or
-//     corruption error: the caller must stop the process.
+//     committed Raft entries in order. It writes a batch into the backend's
+//     batch transaction, together with the consistent index and term, and
+//     publishes it to readers before it returns; it does not wait for the
+//     disk (see Durability). Entries with Index <= ConsistentIndex are
+//     skipped, so replaying entries after a crash is idempotent. An error
+//     from Apply is a disk or corruption error, this batch's or an earlier
+//     background commit's: the caller must stop the process.
 //   - Range, ReadTxn, History, HashKV and the getters may be called from any
-//     goroutine, concurrently with Apply. They see committed state only:
-//     Apply works on a copy-on-write clone of the index and publishes it
-//     after the commit.
+//     goroutine, concurrently with Apply and with commits. They see the
+//     applied state, committed or not: a linearizable read that waited for
+//     the applied index sees the write it waited for. Apply works on a
+//     copy-on-write clone of the index and publishes it together with its
+//     backend writes.
+//   - ForceCommit and Snapshot may be called from any goroutine; Restore
+//     only from the apply goroutine, between Applies.
 //   - The Validate functions are etcd's request checks at the gRPC
 //     boundary; core/rpc calls them before proposing.
+//
+// # Durability
+//
+// Applied writes are committed to disk in batches: Options.BatchInterval
+// after the first uncommitted write (default 100 ms), in Apply once
+// Options.BatchLimit backend writes are pending (default 10000), and on
+// ForceCommit, Snapshot and Close. An idle store never writes. The
+// consistent index goes into the same bbolt transaction as the writes it
+// covers, so a crash loses both together: after a restart ConsistentIndex
+// is the one on disk and the server replays the Raft entries above it,
+// which rebuilds exactly the same state. Until then those entries must
+// stay in the Raft log: CommittedIndex is the consistent index on disk, and
+// the server calls ForceCommit before it drops entries (Raft snapshot, log
+// compaction). Snapshot streams the backend file as of a commit to a
+// follower, which installs it with Restore.
 //
 // Leases are not this package's business: Options.CheckLease lets the
 // lessor veto puts, and Result.Events tell it which keys gained or lost a

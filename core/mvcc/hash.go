@@ -11,7 +11,9 @@ import (
 // bucket key and value with main revision <= rev, except revisions at or
 // below the compaction revision that a compaction at rev would drop, and a
 // tombstone at exactly the compaction revision. It returns the hash, the
-// revision hashed and the compaction revision (-1: never compacted).
+// revision hashed and the compaction revision (-1: never compacted). It
+// hashes the applied state, committed to disk or not, so the result does
+// not depend on when commits happen.
 // Errors: ErrCompacted (rev below the compaction revision), ErrFutureRev.
 func (s *Store) HashKV(rev int64) (hash uint32, hashRev int64, compactRev int64, err error) {
 	s.mu.RLock()
@@ -27,25 +29,20 @@ func (s *Store) HashKV(rev int64) (hash uint32, hashRev int64, compactRev int64,
 		rev = currentRev
 	}
 	keep := s.index.keep(rev)
-	tx, err := s.db.Begin(false)
+	tx, err := s.be.ReadTx()
 	s.mu.RUnlock()
 	if err != nil {
-		return 0, 0, compactRev, fmt.Errorf("mvcc: begin read: %w", err)
+		return 0, 0, compactRev, fmt.Errorf("mvcc: %w", err)
 	}
-	defer func() { _ = tx.Rollback() }()
+	defer tx.Done()
 
 	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
 	h.Write(bucketKey)
-	upper := revision{main: rev + 1}
 	lower := revision{main: compactRev + 1}
-	c := tx.Bucket(bucketKey).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
+	for k, v := range tx.Range(bucketKey, nil, mainRevPrefix(rev+1)) {
 		kr, tomb, err := bytesToRev(k)
 		if err != nil {
 			return 0, 0, compactRev, err
-		}
-		if !upper.greaterThan(kr) {
-			break
 		}
 		if lower.greaterThan(kr) && len(keep) > 0 {
 			if _, ok := keep[kr]; !ok {

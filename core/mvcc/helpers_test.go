@@ -1,20 +1,27 @@
 package mvcc
 
 import (
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"testing"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/edgekv/edgekv/persist/backend"
 )
 
-// testStore is a Store with a Raft index counter, for tests.
+// testStore is a Store with a Raft index counter and a log of the ops it
+// applied (for replay after a simulated crash), for tests.
 type testStore struct {
 	*Store
 	t         testing.TB
 	path      string
+	opts      Options
 	raftIndex uint64
+	ops       []Op
 }
 
 type tbWriter struct{ t testing.TB }
@@ -29,16 +36,43 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tbWriter{t}, nil))
 }
 
+// newTestStore opens a store with the default batching: reads mostly see
+// writes that are not committed yet, and the real 100 ms timer commits
+// now and then.
 func newTestStore(t testing.TB) *testStore {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "db")
-	s, err := Open(path, Options{Logger: testLogger(t)})
+	return newTestStoreWith(t, Options{})
+}
+
+func newTestStoreWith(t testing.TB, opts Options) *testStore {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = testLogger(t)
+	}
+	return openTestStore(t, filepath.Join(t.TempDir(), "db"), opts)
+}
+
+func openTestStore(t testing.TB, path string, opts Options) *testStore {
+	t.Helper()
+	s, err := Open(path, opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	ts := &testStore{Store: s, t: t, path: path}
+	ts := &testStore{Store: s, t: t, path: path, opts: opts, raftIndex: s.ConsistentIndex()}
 	t.Cleanup(func() { ts.Close() })
 	return ts
+}
+
+// manualStore opens a store whose batch timer moves only with clock and
+// whose batch limit is never reached unless limit says otherwise: nothing
+// is committed until the test says so.
+func manualStore(t testing.TB, limit int) (*testStore, *backend.ManualClock) {
+	t.Helper()
+	clock := backend.NewManualClock(time.Unix(0, 0))
+	if limit == 0 {
+		limit = 1 << 30
+	}
+	return newTestStoreWith(t, Options{Clock: clock, BatchLimit: limit}), clock
 }
 
 // reopen closes and opens the store again.
@@ -47,7 +81,7 @@ func (ts *testStore) reopen() {
 	if err := ts.Close(); err != nil {
 		ts.t.Fatalf("Close: %v", err)
 	}
-	s, err := Open(ts.path, Options{Logger: testLogger(ts.t)})
+	s, err := Open(ts.path, ts.opts)
 	if err != nil {
 		ts.t.Fatalf("Open: %v", err)
 	}
@@ -63,6 +97,7 @@ func (ts *testStore) apply(reqs ...any) []Result {
 		ts.raftIndex++
 		ops[i] = Op{Index: ts.raftIndex, Req: r}
 	}
+	ts.ops = append(ts.ops, ops...)
 	res, err := ts.Apply(1, ops)
 	if err != nil {
 		ts.t.Fatalf("Apply: %v", err)
@@ -162,4 +197,72 @@ func keysOf(kvs []*mvccpb.KeyValue) []string {
 		out[i] = string(kv.Key)
 	}
 	return out
+}
+
+// backendRevisions lists the "key" bucket as readers see it, e.g. "3" or
+// "7t" for a tombstone.
+func (ts *testStore) backendRevisions() []string {
+	ts.t.Helper()
+	tx, err := ts.be.ReadTx()
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	defer tx.Done()
+	var revs []string
+	for k := range tx.Range(bucketKey, nil, nil) {
+		r, tomb, err := bytesToRev(k)
+		if err != nil {
+			ts.t.Fatal(err)
+		}
+		revs = append(revs, fmt.Sprintf("%d%s", r.main, map[bool]string{true: "t"}[tomb]))
+	}
+	return revs
+}
+
+// readState is everything a reader can observe of a store, for comparing
+// two stores.
+type readState struct {
+	Rev, Compact int64
+	CI           uint64
+	Hash         uint32
+	Latest       []kvSummary
+	AtRevs       map[int64][]kvSummary
+	History      []string
+	Txn          string
+}
+
+func (ts *testStore) readState() readState {
+	ts.t.Helper()
+	st := readState{Rev: ts.Rev(), Compact: ts.CompactRev(), CI: ts.ConsistentIndex(), AtRevs: map[int64][]kvSummary{}}
+	var err error
+	if st.Hash, _, _, err = ts.HashKV(0); err != nil {
+		ts.t.Fatalf("HashKV: %v", err)
+	}
+	st.Latest = summarize(ts.rangeAll())
+	from := max(st.Compact, 1)
+	for rev := from; rev <= st.Rev; rev++ {
+		resp, err := ts.Range(&pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, Revision: rev})
+		if err != nil {
+			ts.t.Fatalf("Range at %d: %v", rev, err)
+		}
+		st.AtRevs[rev] = summarize(resp.Kvs)
+	}
+	evs, next, err := ts.History(from, 0, 0)
+	if err != nil {
+		ts.t.Fatalf("History: %v", err)
+	}
+	for _, ev := range evs {
+		st.History = append(st.History, fmt.Sprintf("%v %s=%s@%d", ev.Type, ev.Kv.Key, ev.Kv.Value, ev.Kv.ModRevision))
+	}
+	st.History = append(st.History, fmt.Sprint("next ", next))
+	txn, err := ts.ReadTxn(&pb.TxnRequest{
+		Compare: []*pb.Compare{{Key: []byte("a"), Target: pb.Compare_VERSION, Result: pb.Compare_GREATER, TargetUnion: &pb.Compare_Version{Version: 0}}},
+		Success: []*pb.RequestOp{opRange("\x00", "\x00")},
+		Failure: []*pb.RequestOp{opRange("k/", "k0")},
+	})
+	if err != nil {
+		ts.t.Fatalf("ReadTxn: %v", err)
+	}
+	st.Txn = txn.String()
+	return st
 }

@@ -1,16 +1,13 @@
 package mvcc
 
-import (
-	"bytes"
-
-	"go.etcd.io/etcd/api/v3/mvccpb"
-)
+import "go.etcd.io/etcd/api/v3/mvccpb"
 
 // History returns the changes with main revision in [startRev, endRev) as
 // events in revision order (endRev <= 0: up to the current revision), at
 // most limit of them (limit <= 0: all) but never splitting a revision, and
 // the revision to continue from. Events carry no PrevKv. It serves watchers
-// catching up; like Range it is safe concurrently with Apply.
+// catching up; like Range it sees the applied state and is safe
+// concurrently with Apply.
 // Errors: ErrCompacted when startRev is below the compaction revision.
 func (s *Store) History(startRev, endRev int64, limit int) (events []*mvccpb.Event, next int64, err error) {
 	v, done, err := s.readView()
@@ -26,9 +23,7 @@ func (s *Store) History(startRev, endRev int64, limit int) (events []*mvccpb.Eve
 		endRev = v.rev + 1
 	}
 	next = startRev
-	end := mainRevPrefix(endRev)
-	c := v.keys.Cursor()
-	for k, raw := c.Seek(mainRevPrefix(startRev)); k != nil && bytes.Compare(k, end) < 0; k, raw = c.Next() {
+	for k, raw := range v.tx.Range(bucketKey, mainRevPrefix(startRev), mainRevPrefix(endRev)) {
 		rev, tomb, err := bytesToRev(k)
 		if err != nil {
 			return nil, 0, err

@@ -9,8 +9,9 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
-// Range serves a range request from the committed state. It is safe to call
-// from many goroutines, concurrently with Apply. The serializable flag is
+// Range serves a range request from the applied state (what Apply has
+// returned, committed to disk or not). It is safe to call from many
+// goroutines, concurrently with Apply and with commits. The serializable flag is
 // not looked at: consistency is the caller's business.
 func (s *Store) Range(r *pb.RangeRequest) (*pb.RangeResponse, error) {
 	v, done, err := s.readView()

@@ -4,16 +4,19 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"iter"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	"github.com/edgekv/edgekv/core/codec"
+	"github.com/edgekv/edgekv/persist/backend"
 )
 
 // Bucket names. Only "key" and "meta" belong to this package; the others are
@@ -34,10 +37,6 @@ var (
 	metaCompactRev      = []byte("compact_rev")
 )
 
-// initialMmapSize is bbolt's first mapping: small enough for the address
-// space of 32-bit ARM, large enough that a small store never remaps.
-const initialMmapSize = 64 << 20
-
 // Options configures a Store.
 type Options struct {
 	// Logger receives the store's logs; nil discards them.
@@ -49,12 +48,31 @@ type Options struct {
 	// sentinel (etcd's ErrLeaseNotFound) reaches the rpc layer. It must be
 	// deterministic across members, i.e. reflect only applied state.
 	CheckLease func(id int64) error
+	// BatchInterval is the longest an applied write stays in memory only
+	// before it is committed to disk (etcd's --backend-batch-interval);
+	// 0: 100 ms.
+	BatchInterval time.Duration
+	// BatchLimit commits at the end of an Apply once this many backend
+	// writes are pending (etcd's --backend-batch-limit); 0: 10000, 1:
+	// every Apply commits, as before batching.
+	BatchLimit int
+	// OnCommit, if set, observes the duration of every backend commit
+	// (etcd_disk_backend_commit_duration_seconds). It runs on the
+	// committing goroutine (the apply goroutine or the batch timer's) with
+	// the batch locked: it must be quick and must not call the Store.
+	OnCommit func(time.Duration)
+	// Clock drives the batch timer; nil: the real clock. Tests inject a
+	// backend.ManualClock.
+	Clock backend.Clock
+
+	// backendOpenFile lets tests make the disk fail.
+	backendOpenFile func(name string, flag int, perm os.FileMode) (*os.File, error)
 }
 
 // Store is the multi-version key-value store. See the package
 // documentation for its threading contract.
 type Store struct {
-	db         *bolt.DB
+	be         *backend.Backend
 	log        *slog.Logger
 	checkLease func(id int64) error
 
@@ -68,6 +86,9 @@ type Store struct {
 
 	consistentIndex atomic.Uint64
 	term            atomic.Uint64
+	// committedIndex is the consistent index on disk: the one a restart
+	// would find.
+	committedIndex atomic.Uint64
 }
 
 // Op is one committed Raft entry for Apply.
@@ -97,71 +118,107 @@ type Result struct {
 }
 
 // Open opens (creating if missing) the bbolt file at path and rebuilds the
-// key index from it.
+// key index from what is on disk; ConsistentIndex is then the consistent
+// index of the last commit, and the caller replays the entries above it.
 func Open(path string, opts Options) (*Store, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:         10 * time.Second,
-		InitialMmapSize: initialMmapSize,
-		FreelistType:    bolt.FreelistMapType,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("mvcc: opening %s: %w", path, err)
-	}
-	s := &Store{db: db, log: log, checkLease: opts.CheckLease, index: newTreeIndex(), rev: 1, compactRev: -1}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketKey, bucketMeta, bucketLease, bucketAuth, bucketMembers, bucketWasm} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return fmt.Errorf("creating bucket %q: %w", name, err)
+	s := &Store{log: log, checkLease: opts.CheckLease}
+	be, err := backend.Open(path, backend.Options{
+		Logger:        log,
+		Buckets:       [][]byte{bucketKey, bucketMeta, bucketLease, bucketAuth, bucketMembers, bucketWasm},
+		BatchInterval: opts.BatchInterval,
+		BatchLimit:    opts.BatchLimit,
+		Clock:         opts.Clock,
+		OpenFile:      opts.backendOpenFile,
+		OnCommit: func(d time.Duration) {
+			// Commits run with the batch locked, after the Apply that
+			// stored this index into it has published.
+			s.committedIndex.Store(s.consistentIndex.Load())
+			if opts.OnCommit != nil {
+				opts.OnCommit(d)
 			}
-		}
-		return nil
+		},
 	})
-	if err == nil {
-		err = db.View(s.restore)
-	}
 	if err != nil {
-		db.Close()
+		return nil, fmt.Errorf("mvcc: %w", err)
+	}
+	s.be = be
+	st, err := s.load(be.ReadTx)
+	if err != nil {
+		be.Close()
 		return nil, fmt.Errorf("mvcc: opening %s: %w", path, err)
 	}
+	s.install(st)
 	log.Info("mvcc store opened", "path", path, "revision", s.rev, "compact-revision", s.compactRev,
 		"consistent-index", s.consistentIndex.Load(), "keys", s.index.tree.Len())
 	return s, nil
 }
 
-// restore rebuilds the index and the revisions from the backend, as etcd's
-// restore does.
-func (s *Store) restore(tx *bolt.Tx) error {
-	meta := tx.Bucket(bucketMeta)
-	var ci, term uint64
-	if err := getMeta(meta, metaConsistentIndex, &ci); err != nil {
-		return err
+// reader is what a view reads the backend through: a backend.ReadTx for
+// readers, the backend.BatchTx for Apply.
+type reader interface {
+	Get(bucket, key []byte) []byte
+	Range(bucket, from, to []byte) iter.Seq2[[]byte, []byte]
+}
+
+var (
+	_ reader = (*backend.ReadTx)(nil)
+	_ reader = (*backend.BatchTx)(nil)
+)
+
+// state is what Open and Restore rebuild from a backend file.
+type state struct {
+	index      *treeIndex
+	rev        int64
+	compactRev int64
+	ci, term   uint64
+}
+
+// load rebuilds the index and the revisions from a backend read
+// transaction, as etcd's restore does.
+func (s *Store) load(begin func() (*backend.ReadTx, error)) (*state, error) {
+	tx, err := begin()
+	if err != nil {
+		return nil, err
 	}
-	if err := getMeta(meta, metaTerm, &term); err != nil {
-		return err
+	defer tx.Done()
+	return s.loadFrom(tx)
+}
+
+func (s *Store) loadFrom(tx *backend.ReadTx) (*state, error) {
+	for _, name := range [][]byte{bucketKey, bucketMeta} {
+		if !tx.HasBucket(name) {
+			return nil, fmt.Errorf("mvcc: no %q bucket", name)
+		}
 	}
-	compactRev := int64(-1)
-	if err := getMeta(meta, metaCompactRev, &compactRev); err != nil {
-		return err
+	st := &state{index: newTreeIndex(), compactRev: -1}
+	if err := getMeta(tx, metaConsistentIndex, &st.ci); err != nil {
+		return nil, err
+	}
+	if err := getMeta(tx, metaTerm, &st.term); err != nil {
+		return nil, err
+	}
+	if err := getMeta(tx, metaCompactRev, &st.compactRev); err != nil {
+		return nil, err
 	}
 
 	keys := make(map[string]*keyIndex)
 	currentRev := int64(1)
-	err := tx.Bucket(bucketKey).ForEach(func(k, v []byte) error {
+	for k, v := range tx.Range(bucketKey, nil, nil) {
 		rev, tomb, err := bytesToRev(k)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if rev.main < currentRev {
-			return fmt.Errorf("mvcc: key bucket out of order at %x", k)
+			return nil, fmt.Errorf("mvcc: key bucket out of order at %x", k)
 		}
 		currentRev = rev.main
 		kv, err := decodeKV(v)
 		if err != nil {
-			return fmt.Errorf("revision %x: %w", k, err)
+			return nil, fmt.Errorf("revision %x: %w", k, err)
 		}
 		ki, ok := keys[string(kv.Key)]
 		switch {
@@ -180,23 +237,24 @@ func (s *Store) restore(tx *bolt.Tx) error {
 		default:
 			ki.put(rev)
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	for _, ki := range keys {
-		s.index.insert(ki)
+		st.index.insert(ki)
 	}
-	s.rev = max(currentRev, compactRev)
-	s.compactRev = compactRev
-	s.consistentIndex.Store(ci)
-	s.term.Store(term)
-	return nil
+	st.rev = max(currentRev, st.compactRev)
+	return st, nil
 }
 
-func getMeta(b *bolt.Bucket, key []byte, v any) error {
-	raw := b.Get(key)
+// install publishes a loaded state; the caller holds s.mu or owns s.
+func (s *Store) install(st *state) {
+	s.index, s.rev, s.compactRev = st.index, st.rev, st.compactRev
+	s.consistentIndex.Store(st.ci)
+	s.committedIndex.Store(st.ci)
+	s.term.Store(st.term)
+}
+
+func getMeta(r reader, key []byte, v any) error {
+	raw := r.Get(bucketMeta, key)
 	if raw == nil {
 		return nil
 	}
@@ -206,19 +264,88 @@ func getMeta(b *bolt.Bucket, key []byte, v any) error {
 	return nil
 }
 
-func putMeta(b *bolt.Bucket, key []byte, v any) error {
+func putMeta(tx *backend.BatchTx, key []byte, v any) error {
 	raw, err := codec.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("mvcc: meta %s: %w", key, err)
 	}
-	if err := b.Put(key, raw); err != nil {
-		return fmt.Errorf("mvcc: meta %s: %w", key, err)
+	return tx.Put(bucketMeta, key, raw)
+}
+
+// Close commits what is pending and closes the backend. It waits for
+// reads and snapshots in progress.
+func (s *Store) Close() error { return s.be.Close() }
+
+// ForceCommit commits the applied writes now (there is nothing to do if
+// none are pending). The server calls it before it persists a Raft
+// snapshot or compacts the Raft log, so that no entry it drops is still
+// needed to rebuild the backend: after it, CommittedIndex ==
+// ConsistentIndex. Safe from any goroutine; it waits for an Apply in
+// progress.
+func (s *Store) ForceCommit() error {
+	if err := s.be.ForceCommit(); err != nil {
+		return fmt.Errorf("mvcc: %w", err)
 	}
 	return nil
 }
 
-// Close closes the backend. It waits for reads in progress.
-func (s *Store) Close() error { return s.db.Close() }
+// CommittedIndex is the consistent index on disk: the entries above it
+// live only in memory and in the Raft log until the next commit.
+func (s *Store) CommittedIndex() uint64 { return s.committedIndex.Load() }
+
+// Commits is the number of backend commits since Open.
+func (s *Store) Commits() int64 { return s.be.Commits() }
+
+// Snapshot commits what is pending and returns the whole backend file as
+// of that commit, for sending to a follower, with its size and the
+// consistent index it covers. rc also implements io.WriterTo (io.Copy uses
+// it, without a goroutine). It holds a backend read transaction until
+// rc.Close, which the caller must call. Safe from any goroutine.
+func (s *Store) Snapshot() (rc io.ReadCloser, size int64, consistentIndex uint64, err error) {
+	snap, err := s.be.Snapshot()
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("mvcc: %w", err)
+	}
+	var ci uint64
+	if raw := snap.Get(bucketMeta, metaConsistentIndex); raw != nil {
+		if err := codec.Unmarshal(raw, &ci); err != nil {
+			snap.Close()
+			return nil, 0, 0, fmt.Errorf("mvcc: snapshot meta: %w", err)
+		}
+	}
+	return snap, snap.Size(), ci, nil
+}
+
+// Restore replaces the store with the backend file at path (a snapshot
+// received from the leader, as written by Snapshot). The file is moved, not
+// copied: it must be on the same file system as the store's file (e.g.
+// under <data-dir>/member/snap). The file is checked and its key index
+// built before anything changes: an error of that kind (the file is not a
+// valid backend) leaves the store as it was. Then the writes applied but
+// not committed are dropped (the snapshot supersedes them), Restore waits
+// for reads and snapshots in progress, renames the file into place and
+// reopens it; ConsistentIndex, Rev, CompactRev and Term become the
+// snapshot's. An error at that stage (wrapping backend.ErrFailed) is a disk
+// error: the caller must stop.
+//
+// It must be called from the goroutine that calls Apply, between Applies.
+func (s *Store) Restore(path string) error {
+	var st *state
+	check := func(tx *backend.ReadTx) error {
+		var err error
+		st, err = s.loadFrom(tx)
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.be.Restore(path, check); err != nil {
+		return fmt.Errorf("mvcc: %w", err)
+	}
+	s.install(st)
+	s.log.Info("mvcc store restored from snapshot", "revision", s.rev, "compact-revision", s.compactRev,
+		"consistent-index", st.ci, "keys", s.index.tree.Len())
+	return nil
+}
 
 // ConsistentIndex is the Raft index of the last applied entry.
 func (s *Store) ConsistentIndex() uint64 { return s.consistentIndex.Load() }
@@ -241,70 +368,69 @@ func (s *Store) CompactRev() int64 {
 	return s.compactRev
 }
 
-// Size is the size of the backend file in bytes.
-func (s *Store) Size() int64 {
-	var size int64
-	_ = s.db.View(func(tx *bolt.Tx) error {
-		size = tx.Size()
-		return nil
-	})
-	return size
-}
+// Size is the size of the backend file in bytes, as of the last commit.
+func (s *Store) Size() int64 { return s.be.Size() }
 
 // SizeInUse is Size minus the pages on the free list, as etcd reports it.
-func (s *Store) SizeInUse() int64 {
-	return s.Size() - int64(s.db.Stats().FreePageN)*int64(s.db.Info().PageSize)
-}
+func (s *Store) SizeInUse() int64 { return s.be.SizeInUse() }
 
-// view is what a read sees: an index, the key bucket of a bbolt
-// transaction at least as new as the index, and the compaction revision.
+// view is what a read sees: an index, a backend transaction holding
+// exactly the writes published with that index (or later ones that do not
+// remove anything it names), and the compaction revision.
 type view struct {
 	index      *treeIndex
-	keys       *bolt.Bucket
+	tx         reader
 	rev        int64
 	compactRev int64
 }
 
-// readView opens a consistent read view of the committed state. The caller
-// must call done.
+// readView opens a consistent read view of the applied state, committed to
+// disk or not. The caller must call done.
 func (s *Store) readView() (v *view, done func(), err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	// The bbolt transaction begins under the lock: the index only ever
-	// names revisions committed before it was published, and a batch that
-	// deletes revisions (a compaction) commits under the exclusive lock.
-	tx, err := s.db.Begin(false)
+	// The read transaction begins under the lock: Apply publishes its
+	// backend writes and its index together under the exclusive lock, so
+	// the transaction holds every revision the index names (a compaction's
+	// deletions are published with the index that no longer names them).
+	tx, err := s.be.ReadTx()
 	if err != nil {
-		return nil, nil, fmt.Errorf("mvcc: begin read: %w", err)
+		return nil, nil, fmt.Errorf("mvcc: %w", err)
 	}
-	v = &view{index: s.index, keys: tx.Bucket(bucketKey), rev: s.rev, compactRev: s.compactRev}
-	return v, func() { _ = tx.Rollback() }, nil
+	v = &view{index: s.index, tx: tx, rev: s.rev, compactRev: s.compactRev}
+	return v, tx.Done, nil
 }
 
 // readKV reads the stored value of rev (not a tombstone).
 func (v *view) readKV(rev revision) (*mvccpb.KeyValue, error) {
-	raw := v.keys.Get(revToBytes(rev, false))
+	raw := v.tx.Get(bucketKey, revToBytes(rev, false))
 	if raw == nil {
 		return nil, fmt.Errorf("mvcc: revision %d_%d missing from the backend", rev.main, rev.sub)
 	}
 	return decodeKV(raw)
 }
 
-// writer is the state of one Apply batch: a bbolt write transaction and a
-// private copy of the index that is published after the commit.
+// writer is the state of one Apply: the backend batch and a private copy
+// of the index that is published with the batch's writes.
 type writer struct {
 	view
-	s         *Store
-	tx        *bolt.Tx
-	compacted bool
+	s   *Store
+	btx *backend.BatchTx
 }
 
-// Apply applies ops in Raft order in one bbolt write transaction, together
-// with the consistent index (the largest applied Index) and term, and then
-// publishes the result to readers. Ops with Index <= ConsistentIndex() were
-// applied before and are skipped with an empty Result. The returned error
-// is a backend failure after which the caller must stop: the batch is not
-// applied.
+// Apply applies ops in Raft order into the backend's batch, together with
+// the consistent index (the largest applied Index) and term, and publishes
+// the result to readers: Range, ReadTxn, History and HashKV see it as soon
+// as Apply returns. It does not wait for the disk: the batch is committed
+// (in the same bbolt transaction as the consistent index, so a crash loses
+// both together) after Options.BatchInterval, or in this call once
+// Options.BatchLimit writes are pending. Ops with Index <=
+// ConsistentIndex() were applied before and are skipped with an empty
+// Result.
+//
+// The returned error is a backend failure, this batch's or an earlier
+// background commit's (wrapping backend.ErrFailed): the caller must stop.
+// Nothing applied since the last commit reaches the disk.
 //
 // Apply must be called from one goroutine at a time.
 func (s *Store) Apply(term uint64, ops []Op) ([]Result, error) {
@@ -321,22 +447,15 @@ func (s *Store) Apply(term uint64, ops []Op) ([]Result, error) {
 		return results, nil
 	}
 
-	tx, err := s.db.Begin(true)
+	btx, err := s.be.BeginBatch()
 	if err != nil {
-		return nil, fmt.Errorf("mvcc: begin write: %w", err)
+		return nil, fmt.Errorf("mvcc: %w", err)
 	}
-	committed := false
-	defer func() {
-		if !committed {
-			_ = tx.Rollback()
-		}
-	}()
-
 	s.mu.Lock()
 	w := &writer{
-		view: view{index: s.index.clone(), keys: tx.Bucket(bucketKey), rev: s.rev, compactRev: s.compactRev},
+		view: view{index: s.index.clone(), tx: btx, rev: s.rev, compactRev: s.compactRev},
 		s:    s,
-		tx:   tx,
+		btx:  btx,
 	}
 	s.mu.Unlock()
 
@@ -347,36 +466,23 @@ func (s *Store) Apply(term uint64, ops []Op) ([]Result, error) {
 		ci = op.Index
 		res, err := w.apply(op.Req)
 		if err != nil {
-			return nil, fmt.Errorf("mvcc: applying entry %d: %w", op.Index, err)
+			return nil, fmt.Errorf("mvcc: %w", btx.Abort(fmt.Errorf("applying entry %d: %w", op.Index, err)))
 		}
 		results[i] = res
 	}
-
-	meta := tx.Bucket(bucketMeta)
-	if err := putMeta(meta, metaConsistentIndex, ci); err != nil {
-		return nil, err
-	}
-	if err := putMeta(meta, metaTerm, term); err != nil {
-		return nil, err
+	if err := errors.Join(putMeta(btx, metaConsistentIndex, ci), putMeta(btx, metaTerm, term)); err != nil {
+		return nil, fmt.Errorf("mvcc: %w", btx.Abort(err))
 	}
 
-	if w.compacted {
-		// Readers must not pair the old index with a backend that lost
-		// the revisions it names.
-		s.mu.Lock()
-		defer s.mu.Unlock()
-	}
-	committed = true
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("mvcc: commit: %w", err)
-	}
-	if !w.compacted {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-	}
+	s.mu.Lock()
+	btx.Publish()
 	s.index, s.rev, s.compactRev = w.index, w.rev, w.compactRev
 	s.consistentIndex.Store(ci)
 	s.term.Store(term)
+	s.mu.Unlock()
+	if err := btx.End(); err != nil {
+		return nil, fmt.Errorf("mvcc: %w", err)
+	}
 	return results, nil
 }
 
@@ -472,8 +578,7 @@ func (w *writer) compact(r *pb.CompactionRequest) (*pb.CompactionResponse, error
 		removed int
 		batch   [][]byte
 	)
-	c := w.keys.Cursor()
-	for k, _ := c.First(); k != nil && bytes.Compare(k, end) < 0; k, _ = c.Next() {
+	for k := range w.btx.Range(bucketKey, nil, end) {
 		r, _, err := bytesToRev(k)
 		if err != nil {
 			return nil, err
@@ -484,16 +589,15 @@ func (w *writer) compact(r *pb.CompactionRequest) (*pb.CompactionResponse, error
 	}
 	// Deleting through a moving cursor can skip entries; delete after.
 	for _, k := range batch {
-		if err := w.keys.Delete(k); err != nil {
+		if err := w.btx.Delete(bucketKey, k); err != nil {
 			return nil, fmt.Errorf("mvcc: compacting: %w", err)
 		}
 		removed++
 	}
-	if err := putMeta(w.tx.Bucket(bucketMeta), metaCompactRev, rev); err != nil {
+	if err := putMeta(w.btx, metaCompactRev, rev); err != nil {
 		return nil, err
 	}
 	w.compactRev = rev
-	w.compacted = true
 	w.s.log.Info("compacted", "revision", rev, "removed", removed, "took", time.Since(start))
 	return &pb.CompactionResponse{Header: &pb.ResponseHeader{Revision: w.rev}}, nil
 }

@@ -3,11 +3,12 @@ package mvcc
 import (
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"sync"
 	"testing"
+	"time"
 
-	bolt "go.etcd.io/bbolt"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
@@ -312,19 +313,17 @@ func TestCompact_DropsOldRevisionsAsEtcd(t *testing.T) {
 		wantAt(t, 0, []string{"a=3"})
 	})
 	t.Run("the backend keeps only the reachable revisions", func(t *testing.T) {
-		var revs []string
-		_ = s.db.View(func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketKey).ForEach(func(k, _ []byte) error {
-				r, tomb, _ := bytesToRev(k)
-				revs = append(revs, fmt.Sprintf("%d%s", r.main, map[bool]string{true: "t"}[tomb]))
-				return nil
-			})
-		})
 		// a@3 is the newest <= 7 for a; b and c died before 7 (c at 7:
 		// its tombstone is kept, as etcd does).
 		want := []string{"3", "7t", "8", "9", "10t"}
-		if !reflect.DeepEqual(revs, want) {
-			t.Fatalf("revisions %q, want %q", revs, want)
+		if revs := s.backendRevisions(); !reflect.DeepEqual(revs, want) {
+			t.Fatalf("revisions before the commit %q, want %q", revs, want)
+		}
+		if err := s.ForceCommit(); err != nil {
+			t.Fatal(err)
+		}
+		if revs := s.backendRevisions(); !reflect.DeepEqual(revs, want) {
+			t.Fatalf("revisions after the commit %q, want %q", revs, want)
 		}
 	})
 	t.Run("a restart keeps the compaction", func(t *testing.T) {
@@ -532,7 +531,18 @@ func TestHistory_ReturnsEventsInRevisionOrder(t *testing.T) {
 }
 
 func TestStore_ReadsRunConcurrentlyWithApply(t *testing.T) {
-	s := newTestStore(t)
+	for _, tt := range []struct {
+		name string
+		opts Options
+	}{
+		{"with the default batching", Options{}},
+		{"with commits between and inside Applies", Options{BatchInterval: time.Millisecond, BatchLimit: 20}},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testReadsConcurrentWithApply(t, newTestStoreWith(t, tt.opts)) })
+	}
+}
+
+func testReadsConcurrentWithApply(t *testing.T, s *testStore) {
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for range 4 {
@@ -564,6 +574,9 @@ func TestStore_ReadsRunConcurrentlyWithApply(t *testing.T) {
 				if _, _, _, err := s.HashKV(0); err != nil && !errors.Is(err, ErrCompacted) {
 					t.Error(err)
 				}
+				if _, _, err := s.History(s.CompactRev(), 0, 10); err != nil && !errors.Is(err, ErrCompacted) {
+					t.Error(err)
+				}
 			}
 		}()
 	}
@@ -572,6 +585,21 @@ func TestStore_ReadsRunConcurrentlyWithApply(t *testing.T) {
 		s.apply(&pb.TxnRequest{Success: []*pb.RequestOp{opPut("a", v), opPut("b", v), opPut("c", v)}})
 		if i%50 == 49 {
 			s.apply(&pb.CompactionRequest{Revision: s.Rev() - 10})
+		}
+		if i == 150 {
+			// A snapshot streamed while Apply goes on.
+			rc, _, _, err := s.Snapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer rc.Close()
+				if _, err := io.Copy(io.Discard, struct{ io.Reader }{rc}); err != nil {
+					t.Error(err)
+				}
+			}()
 		}
 	}
 	close(stop)

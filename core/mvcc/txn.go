@@ -56,7 +56,7 @@ func (t *txnCtx) put(key, value []byte, lease int64) error {
 	if err != nil {
 		return err
 	}
-	if err := t.v.keys.Put(revToBytes(idxRev, false), raw); err != nil {
+	if err := t.w.btx.Put(bucketKey, revToBytes(idxRev, false), raw); err != nil {
 		return fmt.Errorf("mvcc: put: %w", err)
 	}
 	t.v.index.put(kv.Key, idxRev)
@@ -79,7 +79,7 @@ func (t *txnCtx) deleteRange(key, end []byte) (int64, error) {
 		if err != nil {
 			return 0, err
 		}
-		if err := t.v.keys.Put(revToBytes(idxRev, true), raw); err != nil {
+		if err := t.w.btx.Put(bucketKey, revToBytes(idxRev, true), raw); err != nil {
 			return 0, fmt.Errorf("mvcc: delete: %w", err)
 		}
 		if err := t.v.index.tombstone(e.key, idxRev); err != nil {
@@ -406,7 +406,7 @@ func IsTxnReadOnly(r *pb.TxnRequest) bool {
 	return true
 }
 
-// ReadTxn serves a read-only txn (IsTxnReadOnly) from the committed state,
+// ReadTxn serves a read-only txn (IsTxnReadOnly) from the applied state,
 // like Range: safe from many goroutines, concurrently with Apply. Errors are
 // ErrFutureRev and ErrCompacted from its ranges.
 func (s *Store) ReadTxn(r *pb.TxnRequest) (*pb.TxnResponse, error) {

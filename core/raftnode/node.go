@@ -23,11 +23,15 @@ var (
 	ErrProposalDropped = raft.ErrProposalDropped
 )
 
-// Storage is the durable half of the Raft log: the write-ahead log. Save is
-// called from the Raft goroutine only, once per Ready, and must make the hard
-// state and entries durable before it returns. Any error is fatal.
+// Storage is the durable half of the Raft log: the write-ahead log and the
+// snapshot files. Both methods are called from the Raft goroutine only and
+// must make their data durable before they return. Any error is fatal.
 type Storage interface {
+	// Save persists a Ready's hard state and entries.
 	Save(hs *raftpb.HardState, ents []*raftpb.Entry) error
+	// SaveSnapshot persists a snapshot received from the leader, before the
+	// entries of the same Ready.
+	SaveSnapshot(snap *raftpb.Snapshot) error
 }
 
 // Config configures a Node. Hooks are called from the Raft goroutine and
@@ -63,6 +67,16 @@ type Config struct {
 	OnCommitted func(ents []*raftpb.Entry)
 	// OnReadState receives the results of ReadIndex requests.
 	OnReadState func(rs raft.ReadState)
+	// OnSnapshot receives a snapshot from the leader once it is persisted,
+	// before any committed entry that follows it; the application installs
+	// it on its apply goroutine, in order with the entries.
+	OnSnapshot func(snap *raftpb.Snapshot)
+	// OnLeaderChange is told each time the known leader changes (0: none).
+	OnLeaderChange func(lead uint64)
+	// OnSendSnapshot receives each outgoing MsgSnap instead of the
+	// Transport: the application attaches its backend and sends it on a
+	// snapshot stream, then reports the outcome with ReportSnapshot.
+	OnSendSnapshot func(m *raftpb.Message)
 }
 
 // Node drives a raft.RawNode from a single goroutine. All exported methods
@@ -88,6 +102,7 @@ type Node struct {
 
 type proposal struct {
 	data []byte
+	cc   *raftpb.ConfChange // a configuration change instead of data
 	errc chan error
 }
 
@@ -156,6 +171,27 @@ func (n *Node) Done() <-chan struct{} { return n.donec }
 // refused the proposal, not when it commits.
 func (n *Node) Propose(ctx context.Context, data []byte) error {
 	p := proposal{data: data, errc: make(chan error, 1)}
+	select {
+	case n.propc <- p:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stopc:
+		return ErrStopped
+	}
+	select {
+	case err := <-p.errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stopc:
+		return ErrStopped
+	}
+}
+
+// ProposeConfChange submits a membership change. Like Propose it returns
+// once Raft has accepted or refused it.
+func (n *Node) ProposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error {
+	p := proposal{cc: cc, errc: make(chan error, 1)}
 	select {
 	case n.propc <- p:
 	case <-ctx.Done():
@@ -285,7 +321,13 @@ func (n *Node) drainRecv() {
 	}
 }
 
-func (n *Node) propose(p proposal) { p.errc <- n.rn.Propose(p.data) }
+func (n *Node) propose(p proposal) {
+	if p.cc != nil {
+		p.errc <- n.rn.ProposeConfChange(p.cc)
+		return
+	}
+	p.errc <- n.rn.Propose(p.data)
+}
 
 // drainProposals batches queued proposals into the same Ready.
 func (n *Node) drainProposals() {
@@ -305,11 +347,28 @@ func (n *Node) drainProposals() {
 // then Advance. It returns false if the node must stop.
 func (n *Node) handleReady(rd raft.Ready) bool {
 	if rd.SoftState != nil {
-		n.lead.Store(rd.SoftState.Lead)
+		if old := n.lead.Swap(rd.SoftState.Lead); old != rd.SoftState.Lead && n.cfg.OnLeaderChange != nil {
+			n.cfg.OnLeaderChange(rd.SoftState.Lead)
+		}
 	}
 	isLeader := n.rn.BasicStatus().RaftState == raft.StateLeader
 	if isLeader {
-		n.cfg.Transport.Send(rd.Messages)
+		n.send(rd.Messages)
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.cfg.Storage.SaveSnapshot(rd.Snapshot); err != nil {
+			n.cfg.Fatal(fmt.Errorf("saving snapshot: %w", err))
+			return false
+		}
+		if err := n.cfg.Log.ApplySnapshot(rd.Snapshot); err != nil {
+			n.cfg.Fatal(fmt.Errorf("applying snapshot to the raft log: %w", err))
+			return false
+		}
+		md := rd.Snapshot.GetMetadata()
+		n.commit.Store(max(n.commit.Load(), md.GetIndex()))
+		if n.cfg.OnSnapshot != nil {
+			n.cfg.OnSnapshot(rd.Snapshot)
+		}
 	}
 	hs := rd.HardState
 	if hs != nil && raft.IsEmptyHardState(hs) {
@@ -336,7 +395,7 @@ func (n *Node) handleReady(rd raft.Ready) bool {
 		}
 	}
 	if !isLeader {
-		n.cfg.Transport.Send(rd.Messages)
+		n.send(rd.Messages)
 	}
 	for _, rs := range rd.ReadStates {
 		if n.cfg.OnReadState != nil {
@@ -355,6 +414,25 @@ func (n *Node) handleReady(rd raft.Ready) bool {
 	}
 	n.rn.Advance(rd)
 	return true
+}
+
+// send hands messages to the transport, and snapshots to OnSendSnapshot.
+func (n *Node) send(msgs []*raftpb.Message) {
+	if n.cfg.OnSendSnapshot == nil {
+		n.cfg.Transport.Send(msgs)
+		return
+	}
+	plain := msgs[:0:0]
+	for _, m := range msgs {
+		if m.GetType() == raftpb.MsgSnap {
+			n.cfg.OnSendSnapshot(m)
+		} else {
+			plain = append(plain, m)
+		}
+	}
+	if len(plain) > 0 {
+		n.cfg.Transport.Send(plain)
+	}
 }
 
 func (n *Node) applyConfChange(e *raftpb.Entry) {

@@ -46,6 +46,8 @@ type memStorage struct {
 	fail  error
 }
 
+func (s *memStorage) SaveSnapshot(*raftpb.Snapshot) error { return nil }
+
 func (s *memStorage) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -32,7 +32,8 @@ const grpcOverheadBytes = 512 * 1024
 type Config struct {
 	Backend         Backend
 	MaxRequestBytes int
-	Version         string // reported by /version
+	Version         string       // reported by /version
+	Metrics         http.Handler // serves /metrics, if set
 	Logger          *slog.Logger
 }
 
@@ -88,6 +89,9 @@ func New(cfg Config) (*Server, error) {
 	mux.Handle("/v3/", http.MaxBytesHandler(gwmux, int64(cfg.MaxRequestBytes+grpcOverheadBytes)))
 	mux.HandleFunc("/health", s.serveHealth)
 	mux.HandleFunc("/version", s.serveVersion)
+	if cfg.Metrics != nil {
+		mux.Handle("/metrics", cfg.Metrics)
+	}
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
 }

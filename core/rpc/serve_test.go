@@ -70,6 +70,13 @@ func (f *fakeBackend) MemberList(context.Context, bool) (*pb.MemberListResponse,
 	return &pb.MemberListResponse{Members: []*pb.Member{{ID: 1, Name: "a"}}}, nil
 }
 
+func (f *fakeBackend) MemberAdd(context.Context, []string, bool) (*pb.MemberAddResponse, error) {
+	return nil, f.err
+}
+func (f *fakeBackend) MemberRemove(context.Context, uint64) (*pb.MemberRemoveResponse, error) {
+	return nil, f.err
+}
+
 func startServer(t *testing.T, b Backend) string {
 	t.Helper()
 	s, err := New(Config{Backend: b, MaxRequestBytes: 1 << 20, Version: "3.7.0", Logger: slog.New(slog.DiscardHandler)})

@@ -19,6 +19,8 @@ type Backend interface {
 	Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error)
 	Status(ctx context.Context) (*pb.StatusResponse, error)
 	MemberList(ctx context.Context, linearizable bool) (*pb.MemberListResponse, error)
+	MemberAdd(ctx context.Context, peerURLs []string, isLearner bool) (*pb.MemberAddResponse, error)
+	MemberRemove(ctx context.Context, id uint64) (*pb.MemberRemoveResponse, error)
 }
 
 var _ Backend = (*server.Server)(nil)
@@ -92,12 +94,14 @@ func errUnsupported(what string) error {
 	return status.Errorf(codes.Unimplemented, "edgekv: %s is not supported yet", what)
 }
 
-func (c *clusterServer) MemberAdd(context.Context, *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
-	return nil, errUnsupported("member add")
+func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	resp, err := c.b.MemberAdd(ctx, r.PeerURLs, r.IsLearner)
+	return resp, toGRPCError(err)
 }
 
-func (c *clusterServer) MemberRemove(context.Context, *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
-	return nil, errUnsupported("member remove")
+func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	resp, err := c.b.MemberRemove(ctx, r.ID)
+	return resp, toGRPCError(err)
 }
 
 func (c *clusterServer) MemberUpdate(context.Context, *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {

@@ -55,6 +55,7 @@ func (s *Server) propose(ctx context.Context, kind uint8, body []byte) (any, err
 	defer cancel()
 	if err := s.node.Propose(ctx, data); err != nil {
 		s.waits.cancel(id)
+		s.metrics.proposalsFailed.Inc()
 		return nil, s.mapProposeErr(ctx, err)
 	}
 	select {
@@ -62,6 +63,7 @@ func (s *Server) propose(ctx context.Context, kind uint8, body []byte) (any, err
 		return r.resp, r.err
 	case <-ctx.Done():
 		s.waits.cancel(id)
+		s.metrics.proposalsFailed.Inc()
 		return nil, s.mapProposeErr(ctx, ctx.Err())
 	case <-s.stopc:
 		s.waits.cancel(id)
@@ -89,14 +91,29 @@ func (s *Server) mapProposeErr(ctx context.Context, err error) error {
 	}
 }
 
+// applyItem is one unit of work for the apply goroutine, in log order:
+// either committed entries or a snapshot to install.
+type applyItem struct {
+	ents []*raftpb.Entry
+	snap *raftpb.Snapshot
+}
+
 // applyLoop applies committed entries in log order, one backend transaction
-// per batch that Raft hands over.
+// per batch that Raft hands over, installs snapshots, and builds the
+// snapshots the leader sends.
 func (s *Server) applyLoop() {
 	defer s.wg.Done()
 	for {
 		select {
-		case ents := <-s.applyc:
-			s.apply(ents)
+		case it := <-s.applyc:
+			if it.snap != nil {
+				s.installSnapshot(it.snap)
+				continue
+			}
+			s.apply(it.ents)
+			s.maybeSnapshot()
+		case m := <-s.snapSendc:
+			s.sendSnapshot(m)
 		case <-s.stopc:
 			return
 		}
@@ -104,12 +121,22 @@ func (s *Server) applyLoop() {
 }
 
 func (s *Server) apply(ents []*raftpb.Entry) {
+	// Entries at or below a snapshot already installed are in the backend.
+	for len(ents) > 0 && ents[0].GetIndex() <= s.ast.index {
+		ents = ents[1:]
+	}
+	if len(ents) == 0 {
+		return
+	}
 	ops := make([]mvcc.Op, 0, len(ents))
 	ids := make([]uint64, 0, len(ents))
 	for _, e := range ents {
 		op := mvcc.Op{Index: e.GetIndex()}
 		var id uint64
-		if e.GetType() == raftpb.EntryNormal && len(e.GetData()) > 0 {
+		switch {
+		case e.GetType() == raftpb.EntryConfChange:
+			s.applyConfChange(e)
+		case len(e.GetData()) > 0:
 			var req request
 			if err := codec.Unmarshal(e.GetData(), &req); err != nil {
 				// Committed by a quorum but unreadable: this binary cannot
@@ -133,10 +160,9 @@ func (s *Server) apply(ents []*raftpb.Entry) {
 		ops = append(ops, op)
 		ids = append(ids, id)
 	}
-	if len(ops) == 0 {
-		return
-	}
-	results, err := s.kv.Apply(ents[len(ents)-1].GetTerm(), ops)
+	last := ents[len(ents)-1]
+	// The backend is only swapped on this goroutine: no lock needed here.
+	results, err := s.kv.Apply(last.GetTerm(), ops)
 	if err != nil {
 		s.cfg.Fatal(fmt.Errorf("applying entries %d..%d to the backend: %w", ops[0].Index, ops[len(ops)-1].Index, err))
 		return
@@ -146,7 +172,38 @@ func (s *Server) apply(ents []*raftpb.Entry) {
 			s.waits.trigger(id, applyResult{resp: results[i].Resp, err: results[i].Err})
 		}
 	}
-	s.applied.set(ops[len(ops)-1].Index)
+	s.ast.index, s.ast.term = last.GetIndex(), last.GetTerm()
+	s.applied.set(last.GetIndex())
+}
+
+// applyConfChange records a committed membership change in apply order.
+func (s *Server) applyConfChange(e *raftpb.Entry) {
+	cc := &raftpb.ConfChange{}
+	if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+		s.cfg.Fatal(fmt.Errorf("decoding committed conf change %d: %w", e.GetIndex(), err))
+		return
+	}
+	s.ast.applyConfChange(cc)
+	id := cc.GetNodeId()
+	switch cc.GetType() {
+	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
+		var m Member
+		if err := codec.Unmarshal(cc.GetContext(), &m); err != nil {
+			s.lg.Error("conf change carries an unreadable member", "index", e.GetIndex(), "err", err)
+		}
+		m.ID = id
+		m.IsLearner = cc.GetType() == raftpb.ConfChangeAddLearnerNode
+		s.members.set(m)
+	case raftpb.ConfChangeRemoveNode:
+		s.members.remove(id)
+		if id == s.id {
+			s.lg.Warn("this member was removed from the cluster; stopping")
+			go s.stop()
+		}
+	}
+	if cc.GetId() != 0 {
+		s.waits.trigger(cc.GetId(), applyResult{})
+	}
 }
 
 func decodeBody(kind uint8, body []byte) (any, error) {

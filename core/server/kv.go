@@ -179,10 +179,11 @@ func (s *Server) replicate(ctx context.Context, kind uint8, r proto.Message) (an
 
 // Status reports this member's state, as Maintenance.Status.
 func (s *Server) Status(ctx context.Context) (*pb.StatusResponse, error) {
+	kv := s.kv
 	resp := &pb.StatusResponse{
 		Version:          Version,
-		DbSize:           s.kv.Size(),
-		DbSizeInUse:      s.kv.SizeInUse(),
+		DbSize:           kv.Size(),
+		DbSizeInUse:      kv.SizeInUse(),
 		Leader:           s.node.Leader(),
 		RaftIndex:        s.node.CommitIndex(),
 		RaftTerm:         s.node.Term(),

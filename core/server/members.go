@@ -99,6 +99,32 @@ func (m *membership) setClientURLs(id uint64, name string, urls []string) {
 	}
 }
 
+// all returns a copy of every member, ordered by ID.
+func (m *membership) all() []Member {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]Member, 0, len(m.members))
+	for _, mem := range m.members {
+		c := *mem
+		c.PeerURLs = slices.Clone(mem.PeerURLs)
+		c.ClientURLs = slices.Clone(mem.ClientURLs)
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// reset replaces the membership, as a snapshot does.
+func (m *membership) reset(members []Member) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.members = map[uint64]*Member{}
+	for _, mem := range members {
+		c := mem
+		m.members[mem.ID] = &c
+	}
+}
+
 func (m *membership) remove(id uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -19,21 +20,41 @@ import (
 	"github.com/edgekv/edgekv/core/codec"
 	"github.com/edgekv/edgekv/core/mvcc"
 	"github.com/edgekv/edgekv/core/raftnode"
+	"github.com/edgekv/edgekv/persist/snap"
 	"github.com/edgekv/edgekv/persist/wal"
 )
 
 // PeerTransport is the peer transport as the server uses it: raftnode's
-// Transport plus the peer table the server keeps in step with membership.
+// Transport, snapshot streams, and the peer table the server keeps in step
+// with membership.
 type PeerTransport interface {
 	raftnode.Transport
+	// SendSnapshot streams a MsgSnap with the backend db (size bytes) on
+	// its own stream, closes db, and reports the outcome to Raft.
+	SendSnapshot(m *raftpb.Message, db io.ReadCloser, size int64)
 	AddPeer(id uint64, peerURL string) error
 	RemovePeer(id uint64)
 	Close() error
 }
 
+// SnapshotReceiver stores a backend received with a MsgSnap, durably, before
+// the transport hands the message to Raft. *Server implements it.
+type SnapshotReceiver interface {
+	ReceiveSnapshot(ctx context.Context, m *raftpb.Message, size int64, db io.Reader) error
+}
+
+// TransportDeps is what a TransportFactory gets: the member's identity and
+// where inbound traffic goes.
+type TransportDeps struct {
+	MemberID, ClusterID uint64
+	Token               string
+	Raft                raftnode.Raft
+	Snapshots           SnapshotReceiver
+}
+
 // TransportFactory creates the peer transport once the member and cluster
-// IDs are known. raft receives inbound messages.
-type TransportFactory func(memberID, clusterID uint64, token string, raft raftnode.Raft) (PeerTransport, error)
+// IDs are known.
+type TransportFactory func(TransportDeps) (PeerTransport, error)
 
 // Config is a member's configuration; field meanings follow etcd's flags.
 type Config struct {
@@ -50,6 +71,12 @@ type Config struct {
 	MaxTxnOps           int
 	QuotaBackendBytes   int64 // 0 means DefaultQuotaBytes
 
+	SnapshotCount          uint64 // applied entries between snapshots (--snapshot-count)
+	SnapshotCatchUpEntries uint64 // entries kept after a snapshot for slow followers
+	MaxSnapshots           int    // snapshot files kept (--max-snapshots); 0 means 5, negative keeps all
+	WAL                    wal.Options
+	Backend                mvcc.Options
+
 	NewTransport TransportFactory
 	Logger       *slog.Logger
 	// Fatal is called on an unrecoverable storage error; default exits.
@@ -62,6 +89,12 @@ type Config struct {
 // also the most bbolt can map on 32-bit ARM.
 const DefaultQuotaBytes = 2 << 30
 
+// Defaults for snapshots, as etcd 3.6+.
+const (
+	DefaultSnapshotCount          = 10000
+	DefaultSnapshotCatchUpEntries = 5000
+)
+
 // Version is the etcd API version edgekv implements and reports in Status.
 const Version = "3.7.0"
 
@@ -69,20 +102,30 @@ const Version = "3.7.0"
 type Server struct {
 	cfg       Config
 	lg        *slog.Logger
+	metrics   *metrics
 	id        uint64
 	clusterID uint64
 
-	wal       *wal.WAL
-	kv        *mvcc.Store
-	node      *raftnode.Node
-	started   atomic.Bool // node may receive traffic
-	transport PeerTransport
-	members   membership
+	wal      *wal.WAL
+	walState *wal.State // what restart read, until Start loads it
+	snaps    *snap.Snapshotter
+	storage  raftStorage
+	raftLog  *raft.MemoryStorage
+	dbPath   string
+	kv       *mvcc.Store
+	ast      applyState // owned by the apply goroutine
 
-	reqSeq  atomic.Uint64 // low bits of request IDs
-	waits   waitList
-	applied indexWait
-	applyc  chan []*raftpb.Entry
+	snapshotsInstalled atomic.Int64
+	node               *raftnode.Node
+	started            atomic.Bool // node may receive traffic
+	transport          PeerTransport
+	members            membership
+
+	reqSeq    atomic.Uint64 // low bits of request IDs
+	waits     waitList
+	applied   indexWait
+	applyc    chan applyItem
+	snapSendc chan *raftpb.Message
 
 	readMu     sync.Mutex
 	readNotify *notifier
@@ -113,6 +156,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.TickInterval <= 0 {
 		cfg.TickInterval = 100 * time.Millisecond
 	}
+	if cfg.SnapshotCount == 0 {
+		cfg.SnapshotCount = DefaultSnapshotCount
+	}
+	if cfg.SnapshotCatchUpEntries == 0 {
+		cfg.SnapshotCatchUpEntries = DefaultSnapshotCatchUpEntries
+	}
+	if cfg.MaxSnapshots == 0 {
+		cfg.MaxSnapshots = 5
+	}
 	if cfg.ElectionTicks <= 0 {
 		cfg.ElectionTicks = 10
 	}
@@ -126,28 +178,32 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:        cfg,
 		lg:         cfg.Logger,
-		applyc:     make(chan []*raftpb.Entry, 64),
+		applyc:     make(chan applyItem, 64),
+		snapSendc:  make(chan *raftpb.Message, 4),
 		readNotify: newNotifier(),
 		readwaitc:  make(chan struct{}, 1),
 		readStatec: make(chan raft.ReadState, 16),
 		stopc:      make(chan struct{}),
 		donec:      make(chan struct{}),
 	}
+	s.metrics = newMetrics(s)
 	memberDir := filepath.Join(cfg.DataDir, "member")
 	walDir := filepath.Join(memberDir, "wal")
-	dbPath := filepath.Join(memberDir, "db")
+	s.dbPath = filepath.Join(memberDir, "db")
+	s.raftLog = raft.NewMemoryStorage()
+	s.ast.confState = &raftpb.ConfState{}
 
 	var (
-		log       = raft.NewMemoryStorage()
 		bootstrap []raft.Peer
+		restored  *raftpb.Snapshot
 		err       error
 	)
 	if wal.Exist(walDir) {
-		if err := s.restart(walDir, log); err != nil {
+		if restored, err = s.restart(walDir); err != nil {
 			return nil, err
 		}
 	} else {
-		if _, err := os.Stat(dbPath); err == nil {
+		if _, err := os.Stat(s.dbPath); err == nil {
 			return nil, fmt.Errorf("%w: %s holds a backend but no write-ahead log; refusing to guess its history", ErrDataDirConflict, cfg.DataDir)
 		}
 		if bootstrap, err = s.bootstrap(walDir); err != nil {
@@ -155,17 +211,44 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s.lg = s.lg.With("member", fmt.Sprintf("%x", s.id))
-
-	s.kv, err = mvcc.Open(dbPath, mvcc.Options{Logger: s.lg})
-	if err != nil {
+	fail := func(err error) (*Server, error) {
+		if s.transport != nil {
+			s.transport.Close()
+		}
+		if s.kv != nil {
+			s.kv.Close()
+		}
 		s.wal.Close()
-		return nil, fmt.Errorf("opening backend: %w", err)
+		return nil, err
 	}
-	s.transport, err = cfg.NewTransport(s.id, s.clusterID, s.cfg.InitialClusterToken, (*inbound)(s))
+	if s.snaps, err = snap.New(filepath.Join(memberDir, "snap"), s.lg); err != nil {
+		return fail(err)
+	}
+	s.storage = raftStorage{wal: s.wal, snap: s.snaps}
+	if s.kv, err = mvcc.Open(s.dbPath, s.mvccOptions()); err != nil {
+		return fail(fmt.Errorf("opening backend: %w", err))
+	}
+	s.transport, err = cfg.NewTransport(TransportDeps{
+		MemberID: s.id, ClusterID: s.clusterID, Token: s.cfg.InitialClusterToken,
+		Raft: (*inbound)(s), Snapshots: s,
+	})
 	if err != nil {
-		s.kv.Close()
-		s.wal.Close()
-		return nil, fmt.Errorf("starting peer transport: %w", err)
+		s.transport = nil
+		return fail(fmt.Errorf("starting peer transport: %w", err))
+	}
+	if restored != nil {
+		if err := s.restoreSnapshot(restored); err != nil {
+			return fail(err)
+		}
+	}
+	if st := s.walState; st != nil {
+		if err := s.raftLog.SetHardState(st.HardState); err != nil {
+			return fail(err)
+		}
+		if err := s.raftLog.Append(st.Entries); err != nil {
+			return fail(err)
+		}
+		s.walState = nil
 	}
 	s.node, err = raftnode.New(raftnode.Config{
 		ID:            s.id,
@@ -173,8 +256,8 @@ func New(cfg Config) (*Server, error) {
 		ElectionTick:  cfg.ElectionTicks,
 		HeartbeatTick: 1,
 		Ticks:         cfg.Ticks,
-		Storage:       s.wal,
-		Log:           log,
+		Storage:       s.storage,
+		Log:           s.raftLog,
 		Transport:     s.transport,
 		Bootstrap:     bootstrap,
 		Logger:        s.lg,
@@ -182,12 +265,16 @@ func New(cfg Config) (*Server, error) {
 		OnConfChange:  s.onConfChange,
 		OnCommitted:   s.onCommitted,
 		OnReadState:   s.onReadState,
+		OnSnapshot:    s.onSnapshot,
+		OnLeaderChange: func(lead uint64) {
+			if lead != 0 {
+				s.metrics.leaderChanges.Inc()
+			}
+		},
+		OnSendSnapshot: s.onSendSnapshot,
 	})
 	if err != nil {
-		s.transport.Close()
-		s.kv.Close()
-		s.wal.Close()
-		return nil, err
+		return fail(err)
 	}
 	return s, nil
 }
@@ -230,7 +317,7 @@ func (s *Server) bootstrap(walDir string) ([]raft.Peer, error) {
 	}
 	s.id = MemberID(self, cfg.InitialClusterToken)
 	s.clusterID = ClusterID(ids)
-	w, err := wal.Create(walDir, wal.Metadata{Name: cfg.Name, MemberID: s.id, ClusterID: s.clusterID, Token: cfg.InitialClusterToken})
+	w, err := wal.CreateWithOptions(walDir, wal.Metadata{Name: cfg.Name, MemberID: s.id, ClusterID: s.clusterID, Token: cfg.InitialClusterToken}, s.walOptions())
 	if err != nil {
 		return nil, fmt.Errorf("creating write-ahead log: %w", err)
 	}
@@ -239,11 +326,12 @@ func (s *Server) bootstrap(walDir string) ([]raft.Peer, error) {
 	return peers, nil
 }
 
-// restart reopens the WAL, checks it belongs to this member and loads it.
-func (s *Server) restart(walDir string, log *raft.MemoryStorage) error {
-	w, st, err := wal.Open(walDir, s.lg)
+// restart reopens the WAL and checks it belongs to this member. It returns
+// the snapshot the WAL starts from, if any, for restoreSnapshot.
+func (s *Server) restart(walDir string) (*raftpb.Snapshot, error) {
+	w, st, err := wal.OpenWithOptions(walDir, s.walOptions())
 	if err != nil {
-		return fmt.Errorf("opening write-ahead log: %w", err)
+		return nil, fmt.Errorf("opening write-ahead log: %w", err)
 	}
 	md := st.Metadata
 	conflict := func(what string) error {
@@ -252,29 +340,54 @@ func (s *Server) restart(walDir string, log *raft.MemoryStorage) error {
 			ErrDataDirConflict, s.cfg.DataDir, md.Name, md.MemberID, md.ClusterID, md.Token, what)
 	}
 	if md.Name != s.cfg.Name {
-		return conflict(fmt.Sprintf("as member %q (--name)", s.cfg.Name))
+		return nil, conflict(fmt.Sprintf("as member %q (--name)", s.cfg.Name))
 	}
 	if s.cfg.InitialClusterToken != "" && md.Token != s.cfg.InitialClusterToken {
-		return conflict(fmt.Sprintf("in the cluster with token %q (--initial-cluster-token)", s.cfg.InitialClusterToken))
+		return nil, conflict(fmt.Sprintf("in the cluster with token %q (--initial-cluster-token)", s.cfg.InitialClusterToken))
 	}
 	if self, ok := s.cfg.InitialCluster[s.cfg.Name]; ok && s.cfg.InitialClusterState != "existing" {
 		if id := MemberID(self, md.Token); id != md.MemberID {
-			return conflict(fmt.Sprintf("as member id %x (from --initial-cluster %s=%s)", id, s.cfg.Name, self))
+			return nil, conflict(fmt.Sprintf("as member id %x (from --initial-cluster %s=%s)", id, s.cfg.Name, self))
 		}
 	}
 	s.id, s.clusterID, s.wal = md.MemberID, md.ClusterID, w
 	s.cfg.InitialClusterToken = md.Token
-	if st.HardState != nil {
-		if err := log.SetHardState(st.HardState); err != nil {
-			return err
+	s.walState = st
+	s.lg.Info("restarting member from its write-ahead log", "name", md.Name, "id", fmt.Sprintf("%x", md.MemberID),
+		"cluster-id", fmt.Sprintf("%x", md.ClusterID), "snapshot", st.Snapshot.Index, "entries", len(st.Entries),
+		"commit", st.HardState.GetCommit())
+	if st.Snapshot.Index == 0 {
+		return nil, nil
+	}
+	sn, err := snap.New(filepath.Join(filepath.Dir(walDir), "snap"), s.lg)
+	if err != nil {
+		return nil, err
+	}
+	restored, err := sn.Load(st.Snapshot.Term, st.Snapshot.Index)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("the write-ahead log starts at snapshot %d (term %d), whose file cannot be read: %w",
+			st.Snapshot.Index, st.Snapshot.Term, err)
+	}
+	return restored, nil
+}
+
+// restoreSnapshot loads the snapshot and the WAL tail into the Raft log at
+// restart, installing a received backend if a crash came between receiving
+// and installing it.
+func (s *Server) restoreSnapshot(sn *raftpb.Snapshot) error {
+	md := sn.GetMetadata()
+	if s.kv.ConsistentIndex() < md.GetIndex() {
+		s.lg.Warn("backend is older than the snapshot; installing the received backend",
+			"backend", s.kv.ConsistentIndex(), "snapshot", md.GetIndex())
+		if err := s.replaceBackend(md.GetIndex()); err != nil {
+			return fmt.Errorf("restoring snapshot %d: %w", md.GetIndex(), err)
 		}
 	}
-	if err := log.Append(st.Entries); err != nil {
+	if err := s.raftLog.ApplySnapshot(sn); err != nil {
 		return err
 	}
-	s.lg.Info("restarting member from its write-ahead log", "name", md.Name, "id", fmt.Sprintf("%x", md.MemberID),
-		"cluster-id", fmt.Sprintf("%x", md.ClusterID), "entries", len(st.Entries), "commit", st.HardState.GetCommit())
-	return nil
+	return s.adoptSnapshot(sn)
 }
 
 func sameURLs(a, b []string) bool {
@@ -286,6 +399,26 @@ func sameURLs(a, b []string) bool {
 
 // ID returns this member's ID.
 func (s *Server) ID() uint64 { return s.id }
+
+// walOptions are the WAL options, with logging and metrics filled in.
+func (s *Server) walOptions() wal.Options {
+	o := s.cfg.WAL
+	if o.Logger == nil {
+		o.Logger = s.lg
+	}
+	o.OnSync = func(d time.Duration) { s.metrics.walFsync.Observe(d.Seconds()) }
+	return o
+}
+
+// mvccOptions are the backend options, with the logger filled in.
+func (s *Server) mvccOptions() mvcc.Options {
+	o := s.cfg.Backend
+	if o.Logger == nil {
+		o.Logger = s.lg
+	}
+	o.OnCommit = func(d time.Duration) { s.metrics.backendCommit.Observe(d.Seconds()) }
+	return o
+}
 
 // ClusterID returns the cluster's ID.
 func (s *Server) ClusterID() uint64 { return s.clusterID }
@@ -361,34 +494,39 @@ func (s *Server) requestTimeout() time.Duration {
 	return 5*time.Second + 2*time.Duration(s.cfg.ElectionTicks)*s.cfg.TickInterval
 }
 
+// onConfChange keeps the transport's peer table in step with committed
+// membership changes, on the Raft goroutine (the member table itself is
+// updated in apply order).
 func (s *Server) onConfChange(index uint64, cc *raftpb.ConfChange, _ *raftpb.ConfState) {
 	id := cc.GetNodeId()
+	if id == s.id {
+		return
+	}
 	switch cc.GetType() {
 	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
 		var m Member
-		if err := codec.Unmarshal(cc.GetContext(), &m); err != nil {
-			s.lg.Error("conf change carries an unreadable member", "index", index, "err", err)
-			m = Member{ID: id}
+		if err := codec.Unmarshal(cc.GetContext(), &m); err != nil || len(m.PeerURLs) == 0 {
+			s.lg.Error("conf change names no peer URL", "index", index, "err", err)
+			return
 		}
-		m.ID = id
-		m.IsLearner = cc.GetType() == raftpb.ConfChangeAddLearnerNode
-		s.members.set(m)
-		if id != s.id && len(m.PeerURLs) > 0 {
-			if err := s.transport.AddPeer(id, m.PeerURLs[0]); err != nil {
-				s.lg.Error("cannot reach member", "peer", fmt.Sprintf("%x", id), "urls", m.PeerURLs, "err", err)
-			}
+		if err := s.transport.AddPeer(id, m.PeerURLs[0]); err != nil {
+			s.lg.Error("cannot reach member", "peer", fmt.Sprintf("%x", id), "urls", m.PeerURLs, "err", err)
 		}
 	case raftpb.ConfChangeRemoveNode:
-		s.members.remove(id)
-		if id != s.id {
-			s.transport.RemovePeer(id)
-		}
+		s.transport.RemovePeer(id)
 	}
 }
 
 func (s *Server) onCommitted(ents []*raftpb.Entry) {
 	select {
-	case s.applyc <- ents:
+	case s.applyc <- applyItem{ents: ents}:
+	case <-s.stopc:
+	}
+}
+
+func (s *Server) onSnapshot(sn *raftpb.Snapshot) {
+	select {
+	case s.applyc <- applyItem{snap: sn}:
 	case <-s.stopc:
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/edgekv/edgekv/core/raftnode"
@@ -19,23 +21,48 @@ import (
 // hub is an in-memory peer network for servers in one test.
 type hub struct {
 	mu    sync.Mutex
-	peers map[uint64]raftnode.Raft
+	peers map[uint64]TransportDeps
 }
 
 type hubTransport struct {
-	h  *hub
-	id uint64
+	h    *hub
+	id   uint64
+	self raftnode.Raft
 	// per-destination ordered queues
 	mu     sync.Mutex
 	queues map[uint64]chan *raftpb.Message
 	closed chan struct{}
 }
 
-func (h *hub) factory(id, _ uint64, _ string, r raftnode.Raft) (PeerTransport, error) {
+func (h *hub) factory(d TransportDeps) (PeerTransport, error) {
 	h.mu.Lock()
-	h.peers[id] = r
+	h.peers[d.MemberID] = d
 	h.mu.Unlock()
-	return &hubTransport{h: h, id: id, queues: map[uint64]chan *raftpb.Message{}, closed: make(chan struct{})}, nil
+	return &hubTransport{h: h, id: d.MemberID, self: d.Raft, queues: map[uint64]chan *raftpb.Message{}, closed: make(chan struct{})}, nil
+}
+
+func (h *hub) peer(id uint64) (TransportDeps, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	d, ok := h.peers[id]
+	return d, ok
+}
+
+// SendSnapshot delivers the backend to the receiver and the message to its
+// Raft, then reports the outcome to the sender, as the QUIC transport does.
+func (t *hubTransport) SendSnapshot(m *raftpb.Message, db io.ReadCloser, size int64) {
+	go func() {
+		defer db.Close()
+		status := raft.SnapshotFailure
+		if d, ok := t.h.peer(m.GetTo()); ok {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := d.Snapshots.ReceiveSnapshot(ctx, m, size, db); err == nil && d.Raft.Process(ctx, m) == nil {
+				status = raft.SnapshotFinish
+			}
+			cancel()
+		}
+		t.self.ReportSnapshot(m.GetTo(), status)
+	}()
 }
 
 func (t *hubTransport) Send(msgs []*raftpb.Message) {
@@ -65,12 +92,9 @@ func (t *hubTransport) AddPeer(id uint64, _ string) error {
 		for {
 			select {
 			case m := <-q:
-				t.h.mu.Lock()
-				r := t.h.peers[id]
-				t.h.mu.Unlock()
-				if r != nil {
+				if d, ok := t.h.peer(id); ok {
 					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-					r.Process(ctx, m)
+					d.Raft.Process(ctx, m)
 					cancel()
 				}
 			case <-t.closed:
@@ -93,6 +117,7 @@ func (t *hubTransport) Close() error {
 
 type testCluster struct {
 	t       *testing.T
+	tweak   func(*Config)
 	hub     *hub
 	dirs    []string
 	names   []string
@@ -102,13 +127,19 @@ type testCluster struct {
 
 func newTestCluster(t *testing.T, n int) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, hub: &hub{peers: map[uint64]raftnode.Raft{}}, initial: map[string][]string{}}
+	return newTestClusterWith(t, n, nil)
+}
+
+func newTestClusterWith(t *testing.T, n int, tweak func(*Config)) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, hub: &hub{peers: map[uint64]TransportDeps{}}, initial: map[string][]string{}}
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("m%d", i)
 		c.names = append(c.names, name)
 		c.dirs = append(c.dirs, t.TempDir())
 		c.initial[name] = []string{fmt.Sprintf("http://127.0.0.1:%d", 20000+i)}
 	}
+	c.tweak = tweak
 	c.servers = make([]*Server, n)
 	for i := range c.servers {
 		c.start(i)
@@ -139,8 +170,16 @@ func (c *testCluster) config(i int) Config {
 	}
 }
 
+func (c *testCluster) configFor(i int) Config {
+	cfg := c.config(i)
+	if c.tweak != nil {
+		c.tweak(&cfg)
+	}
+	return cfg
+}
+
 func (c *testCluster) start(i int) {
-	s, err := New(c.config(i))
+	s, err := New(c.configFor(i))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -257,5 +296,62 @@ func TestServer_RequestOverMaxBytesIsRefused(t *testing.T) {
 	resp, err := s.Range(ctxT(t), &pb.RangeRequest{Key: []byte("big"), Serializable: true})
 	if err != nil || resp.Count != 0 {
 		t.Fatalf("oversized put changed state: %v %v", resp, err)
+	}
+}
+
+func TestServer_LaggingFollowerCatchesUpBySnapshot(t *testing.T) {
+	c := newTestClusterWith(t, 3, func(cfg *Config) {
+		cfg.SnapshotCount = 20
+		cfg.SnapshotCatchUpEntries = 5
+	})
+	put := func(s *Server, k string) {
+		retry(t, func() error {
+			_, err := s.Put(ctxT(t), &pb.PutRequest{Key: []byte(k), Value: []byte("v-" + k)})
+			return err
+		})
+	}
+	put(c.servers[0], "before")
+	c.stop(2)
+	for i := 0; i < 100; i++ {
+		put(c.servers[i%2], fmt.Sprintf("k%03d", i))
+	}
+	// The others compacted their logs past what member 2 has.
+	for _, s := range c.servers[:2] {
+		first, _ := s.raftLog.FirstIndex()
+		if first <= 2 {
+			t.Fatalf("member %x did not compact its log (first index %d)", s.ID(), first)
+		}
+	}
+	c.start(2)
+	s2 := c.servers[2]
+	want := c.servers[0]
+	retry(t, func() error {
+		if s2.applied.get() < want.applied.get() {
+			return fmt.Errorf("member 2 at %d, leader at %d", s2.applied.get(), want.applied.get())
+		}
+		return nil
+	})
+	if s2.snapshotsInstalled.Load() == 0 {
+		t.Fatal("member 2 caught up without installing a snapshot")
+	}
+	resp, err := s2.Range(ctxT(t), &pb.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l"), Serializable: true})
+	if err != nil || resp.Count != 100 {
+		t.Fatalf("member 2 after catching up: %v keys, %v", resp.GetCount(), err)
+	}
+	h0, _, _, err := want.kv.HashKV(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2, _, _, err := s2.kv.HashKV(0)
+	if err != nil || h0 != h2 {
+		t.Fatalf("hashes differ: %x vs %x (%v)", h0, h2, err)
+	}
+	// And it keeps following after the snapshot.
+	put(s2, "after")
+	c.stop(2)
+	c.start(2)
+	resp, err = c.servers[2].Range(ctxT(t), &pb.RangeRequest{Key: []byte("after")})
+	if err != nil || resp.Count != 1 {
+		t.Fatalf("after restart from the installed snapshot: %v %v", resp, err)
 	}
 }

@@ -14,8 +14,10 @@ var (
 	// Create and Open: another WAL value, in this process or another, holds the tail segment.
 	ErrLocked = errors.New("wal: locked by another user")
 
-	// Save.
-	ErrInvalid = errors.New("wal: invalid entries")
-	ErrFailed  = errors.New("wal: refusing to write after an earlier write or sync error")
-	ErrClosed  = errors.New("wal: closed")
+	// Save and SaveSnapshot: refused before anything was written; the WAL still works.
+	ErrInvalid = errors.New("wal: invalid entries or snapshot marker")
+
+	// Save, SaveSnapshot and PurgeBefore.
+	ErrFailed = errors.New("wal: refusing to write after an earlier write or sync error")
+	ErrClosed = errors.New("wal: closed")
 )

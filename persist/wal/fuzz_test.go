@@ -6,35 +6,56 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/edgekv/edgekv/persist/fsx"
 )
 
+// fuzzRecs frames records for segment 0.
+func fuzzRecs(recs ...rec) []byte { return appendRecs(nil, crcSeed(0), recs) }
+
+func fuzzEntries(es []*raftpb.Entry) rec {
+	recs, _ := entryRecs(nil, es, maxRecordLen-1)
+	return recs[0]
+}
+
+func fuzzHardState(term, vote, commit uint64) rec {
+	p, _ := encodeHardState(hardState(term, vote, commit))
+	return rec{recHardState, p}
+}
+
+func fuzzSnapshot(index, term uint64) rec {
+	p, _ := encodeSnapshot(SnapshotMarker{Index: index, Term: term})
+	return rec{recSnapshot, p}
+}
+
 func FuzzDecodeRecord(f *testing.F) {
-	hs, _ := encodeHardState(hardState(3, 2, 1))
-	es, _ := appendEntryRecords(nil, ents(1, 1, 3), maxRecordLen-1)
 	md, _ := encodeMetadata(testMD)
-	snap, _ := encodeSnapshotForTest(7, 2)
-	good := appendRecord(nil, recHardState, hs)
-	f.Add(good)
-	f.Add(es)
-	f.Add(appendRecord(nil, recMetadata, md))
-	f.Add(appendRecord(nil, recSnapshot, snap))
-	f.Add(good[:len(good)-1])
-	f.Add([]byte{})
-	f.Add(make([]byte, 16))
-	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		typ, payload, n, err := decodeRecord(b)
+	link, _ := encodeLink(4096)
+	good := fuzzRecs(fuzzHardState(3, 2, 1))
+	f.Add(uint64(0), good)
+	f.Add(uint64(0), fuzzRecs(fuzzEntries(ents(1, 1, 3))))
+	f.Add(uint64(0), fuzzRecs(rec{recMetadata, md}))
+	f.Add(uint64(0), fuzzRecs(fuzzSnapshot(7, 2)))
+	f.Add(uint64(0), fuzzRecs(rec{recLink, link}))
+	f.Add(uint64(0), finishWrite(nil, crcSeed(0), 3))
+	f.Add(uint64(1), good) // written for segment 0
+	f.Add(uint64(0), good[:len(good)-1])
+	f.Add(uint64(0), []byte{})
+	f.Add(uint64(0), make([]byte, 16))
+	f.Add(uint64(0), []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1})
+	f.Fuzz(func(t *testing.T, seq uint64, b []byte) {
+		seed := crcSeed(seq)
+		typ, payload, n, err := decodeRecord(b, seed)
 		if err != nil {
 			return
 		}
-		if n < headerSize+1 || n > len(b) {
+		if n < minRecordSize || n > len(b) {
 			t.Fatalf("n = %d for %d bytes", n, len(b))
 		}
-		if again := appendRecord(nil, typ, payload); !bytes.Equal(again, b[:n]) {
+		if again := appendRecord(nil, seed, typ, payload); !bytes.Equal(again, b[:n]) {
 			t.Fatalf("re-encoding differs:\n%x\n%x", again, b[:n])
 		}
 		// Payload decoders must not panic on anything with a valid CRC.
@@ -47,6 +68,8 @@ func FuzzDecodeRecord(f *testing.F) {
 			decodeHardState(payload)
 		case recSnapshot:
 			decodeSnapshot(payload)
+		case recLink:
+			decodeLink(payload)
 		}
 	})
 }
@@ -55,28 +78,32 @@ func FuzzDecodeRecord(f *testing.F) {
 // valid metadata record. Open must not panic; if it succeeds, the WAL must
 // take a Save and open again to the same state plus the new entry.
 func FuzzOpen(f *testing.F) {
-	md, _ := encodeMetadata(testMD)
-	head := appendRecord(nil, recMetadata, md)
-	hs, _ := encodeHardState(hardState(3, 2, 1))
-	es, _ := appendEntryRecords(nil, ents(1, 1, 3), maxRecordLen-1)
-	over, _ := appendEntryRecords(nil, ents(2, 2, 2), maxRecordLen-1)
-	snap, _ := encodeSnapshotForTest(2, 1)
-	body := append(append([]byte(nil), es...), appendRecord(nil, recHardState, hs)...)
-	f.Add(body)
-	f.Add(append(append([]byte(nil), es...), over...))
-	f.Add(append(append([]byte(nil), es...), appendRecord(nil, recSnapshot, snap)...))
+	seed := crcSeed(0)
+	body := fuzzRecs(fuzzEntries(ents(1, 1, 3)), fuzzHardState(3, 2, 1))
+	f.Add(finishWrite(slices0(body), seed, 0))
+	f.Add(fuzzRecs(fuzzEntries(ents(1, 1, 3)), fuzzEntries(ents(2, 2, 2))))
+	f.Add(fuzzRecs(fuzzEntries(ents(1, 1, 3)), fuzzSnapshot(2, 1)))
 	f.Add(body[:len(body)-3])
 	f.Add(append(body[:len(body)-3], make([]byte, 40)...))
-	f.Add(append(append([]byte(nil), body...), 0, 0, 0, 0, 1))
+	f.Add(append(slices0(body), 0, 0, 0, 0, 1))
+	f.Add(append(finishWrite(slices0(body), seed, 0), bytes.Repeat([]byte("stale"), 300)...))
 	f.Add([]byte{})
+	md, _ := encodeMetadata(testMD)
+	head := appendRecord(nil, seed, recMetadata, md)
+	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		dir := t.TempDir()
-		path := filepath.Join(dir, segmentName(0, 0))
-		if err := os.WriteFile(path, append(append([]byte(nil), head...), body...), 0o600); err != nil {
+		fsys := fsx.NewCrashFS(1)
+		o := Options{FS: fsys, Logger: lg, SegmentSize: 1 << 20, inlinePrepare: true}
+		if err := fsys.MkdirAll("/wal", 0o700); err != nil {
 			t.Fatal(err)
 		}
-		lg := slog.New(slog.NewTextHandler(io.Discard, nil))
-		w, st, err := Open(dir, lg)
+		file, err := fsys.OpenFile("/wal/"+segmentName(0, 0), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		file.WriteAt(append(slices0(head), body...), 0)
+		file.Close()
+		w, st, err := OpenWithOptions("/wal", o)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("Open failed without ErrCorrupt: %v", err)
@@ -98,7 +125,7 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("Save after Open: %v", err)
 		}
 		w.Close()
-		w2, st2, err := Open(dir, lg)
+		w2, st2, err := OpenWithOptions("/wal", o)
 		if err != nil {
 			t.Fatalf("reopen after Save: %v", err)
 		}
@@ -108,6 +135,8 @@ func FuzzOpen(f *testing.F) {
 	})
 }
 
+func slices0(b []byte) []byte { return append([]byte(nil), b...) }
+
 // FuzzReplay frames the fuzz bytes into CRC-valid records, so that the
 // fuzzer reaches the payload decoders and the replay rules, which a CRC
 // would otherwise hide. Input: repeated [type, length, payload...]; what is
@@ -115,28 +144,26 @@ func FuzzOpen(f *testing.F) {
 // panic, and what it accepts must be a consecutive log.
 func FuzzReplay(f *testing.F) {
 	md, _ := encodeMetadata(testMD)
-	chunk := func(typ byte, p []byte) []byte { return append([]byte{typ, byte(len(p))}, p...) }
-	e1, _ := codecEntries(ents(1, 1, 3))
-	e2, _ := codecEntries(ents(2, 2, 2))
-	e3, _ := codecEntries(ents(2, 9, 9))
-	hs, _ := encodeHardState(hardState(3, 2, 1))
-	snap, _ := encodeSnapshotForTest(2, 1)
-	f.Add(bytes.Join([][]byte{chunk(recEntries, e1), chunk(recEntries, e2), chunk(recHardState, hs)}, nil))
-	f.Add(bytes.Join([][]byte{chunk(recEntries, e1), chunk(recSnapshot, snap), chunk(recEntries, e3)}, nil))
-	f.Add(bytes.Join([][]byte{chunk(recEntries, e1), chunk(recMetadata, md), {0, 0, 0}}, nil))
+	chunk := func(r rec) []byte { return append([]byte{r.typ, byte(len(r.payload))}, r.payload...) }
+	link, _ := encodeLink(512)
+	f.Add(bytes.Join([][]byte{chunk(fuzzEntries(ents(1, 1, 3))), chunk(fuzzEntries(ents(2, 2, 2))), chunk(fuzzHardState(3, 2, 1))}, nil))
+	f.Add(bytes.Join([][]byte{chunk(fuzzEntries(ents(1, 1, 3))), chunk(fuzzSnapshot(2, 1)), chunk(fuzzEntries(ents(2, 9, 9)))}, nil))
+	f.Add(bytes.Join([][]byte{chunk(fuzzEntries(ents(1, 1, 3))), chunk(rec{recMetadata, md}), {0, 0, 0}}, nil))
+	f.Add(bytes.Join([][]byte{chunk(rec{recLink, link}), chunk(rec{recPad, make([]byte, 20)}), chunk(fuzzHardState(1, 1, 1))}, nil))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		data := appendRecord(nil, recMetadata, md)
+		seed := crcSeed(0)
+		data := appendRecord(nil, seed, recMetadata, md)
 		for len(in) >= 2 && int(in[1]) <= len(in)-2 {
 			typ, n := in[0], int(in[1])
-			data = appendRecord(data, typ, in[2:2+n])
+			data = appendRecord(data, seed, typ, in[2:2+n])
 			in = in[2+n:]
 		}
 		data = append(data, in...)
 		var r replayer
-		res, err := r.scan("fuzz.wal", data, true)
+		res, err := r.replaySegment("fuzz.wal", 0, data, -1, true)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("scan failed without ErrCorrupt: %v", err)
+				t.Fatalf("replay failed without ErrCorrupt: %v", err)
 			}
 			return
 		}
@@ -153,13 +180,4 @@ func FuzzReplay(f *testing.F) {
 			t.Fatalf("next %d after last index %d", r.next, st.Entries[n-1].GetIndex())
 		}
 	})
-}
-
-func codecEntries(es []*raftpb.Entry) ([]byte, error) {
-	b, err := appendEntryRecords(nil, es, maxRecordLen-1)
-	if err != nil {
-		return nil, err
-	}
-	_, p, _, err := decodeRecord(b)
-	return p, err
 }

@@ -10,6 +10,8 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/edgekv/edgekv/persist/fsx"
 )
 
 var testMD = Metadata{Name: "m1", MemberID: 0x1111, ClusterID: 0x2222, Token: "tok"}
@@ -49,9 +51,21 @@ func hardState(term, vote, commit uint64) *raftpb.HardState {
 	return &raftpb.HardState{Term: proto.Uint64(term), Vote: proto.Uint64(vote), Commit: proto.Uint64(commit)}
 }
 
+// testOptions: the real file system, small segments, preparation inline
+// so that counts are exact, logs to t.
+func testOptions(t testing.TB) Options {
+	lg, _ := newLogger(t)
+	return Options{Logger: lg, SegmentSize: 64 << 10, inlinePrepare: true}
+}
+
 func createWAL(t testing.TB, dir string) *WAL {
 	t.Helper()
-	w, err := Create(dir, testMD)
+	return createWALWith(t, dir, testOptions(t))
+}
+
+func createWALWith(t testing.TB, dir string, o Options) *WAL {
+	t.Helper()
+	w, err := CreateWithOptions(dir, testMD, o)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -61,8 +75,12 @@ func createWAL(t testing.TB, dir string) *WAL {
 
 func openWAL(t testing.TB, dir string) (*WAL, *State) {
 	t.Helper()
-	lg, _ := newLogger(t)
-	w, st, err := Open(dir, lg)
+	return openWALWith(t, dir, testOptions(t))
+}
+
+func openWALWith(t testing.TB, dir string, o Options) (*WAL, *State) {
+	t.Helper()
+	w, st, err := OpenWithOptions(dir, o)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -119,7 +137,7 @@ func checkHardState(t testing.TB, got, want *raftpb.HardState) {
 // segmentFiles lists the segment paths of dir in order.
 func segmentFiles(t testing.TB, dir string) []string {
 	t.Helper()
-	segs, err := listSegments(dir)
+	segs, _, err := listDir(fsx.OS{}, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,21 +148,103 @@ func segmentFiles(t testing.TB, dir string) []string {
 	return out
 }
 
-// recordOffsets returns the offset of every whole record in a segment file.
-func recordOffsets(t testing.TB, path string) []int {
+// seedOf returns the CRC seed of a segment file, from its name.
+func seedOf(t testing.TB, path string) uint32 {
+	t.Helper()
+	s, ok := parseSegmentName(filepath.Base(path))
+	if !ok {
+		t.Fatalf("%s is not a segment", path)
+	}
+	return crcSeed(s.seq)
+}
+
+type recordAt struct {
+	off, n int
+	typ    byte
+}
+
+// records lists the records of a segment file up to the end of its data.
+func records(t testing.TB, path string) []recordAt {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var offs []int
+	seed := seedOf(t, path)
+	var out []recordAt
 	for off := 0; off < len(data); {
-		_, _, n, err := decodeRecord(data[off:])
+		typ, _, n, err := decodeRecord(data[off:], seed)
 		if err != nil {
-			t.Fatalf("%s at %d: %v", path, off, err)
+			break
 		}
-		offs = append(offs, off)
+		out = append(out, recordAt{off, n, typ})
 		off += n
 	}
-	return offs
+	return out
+}
+
+// recordsOf returns the records of one type.
+func recordsOf(rs []recordAt, typ byte) []recordAt {
+	var out []recordAt
+	for _, r := range rs {
+		if r.typ == typ {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// dataEnd is where the data of a segment file ends.
+func dataEnd(t testing.TB, path string) int {
+	t.Helper()
+	rs := records(t, path)
+	last := rs[len(rs)-1]
+	return last.off + last.n
+}
+
+// writeRaw writes records at the end of a segment's data as a Save would,
+// bypassing Save's checks.
+func writeRaw(t testing.TB, path string, recs ...rec) {
+	t.Helper()
+	end := dataEnd(t, path)
+	seed := seedOf(t, path)
+	b := finishWrite(appendRecs(nil, seed, recs), seed, int64(end))
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, int64(end)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func entriesRec(t testing.TB, es []*raftpb.Entry) rec {
+	t.Helper()
+	recs, err := entryRecs(nil, es, maxRecordLen-1)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("entryRecs: %v", err)
+	}
+	return recs[0]
+}
+
+func snapshotRecFor(t testing.TB, index, term uint64) rec {
+	t.Helper()
+	p, err := encodeSnapshot(SnapshotMarker{Index: index, Term: term})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec{recSnapshot, p}
+}
+
+func patchFile(t testing.TB, path string, off int, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, int64(off)); err != nil {
+		t.Fatal(err)
+	}
 }

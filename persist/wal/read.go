@@ -1,10 +1,13 @@
 package wal
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/edgekv/edgekv/persist/fsx"
 )
 
 // replayer folds records into the State that Open returns. It is pure: it
@@ -14,16 +17,23 @@ type replayer struct {
 	haveMD  bool
 	hs      hardStateRec
 	snap    SnapshotMarker
+	snapSeq uint64 // segment where the latest marker was first read
 	ents    []*raftpb.Entry
 	next    uint64 // index the next entries record may start at, at most; 0: any
+	seq     uint64 // of the current segment
 	segMeta bool   // the current segment began with a metadata record
+	segLink bool   // the current segment has a link record
+	// purged is set when the segments before the oldest one were purged,
+	// until the first entries record: that one may start past the marker
+	// carried so far, since a later marker covers the gap (Open checks).
+	purged bool
 }
 
-// scanResult says where the valid data of a segment ends.
-type scanResult struct {
+// segResult says where the valid data of a segment ends.
+type segResult struct {
 	end  int   // offset just past the last good record
-	torn bool  // the bytes from end on are a torn write to truncate
-	bad  error // why the record at end was rejected, when torn
+	torn bool  // the record at end is a torn write, to repair
+	bad  error // why the record at end was rejected, if one was
 }
 
 // corrupt builds the error Open returns for a bad record.
@@ -40,50 +50,102 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// scan replays one segment. In the last segment a bad record followed only
-// by zeros or the end of the file is a torn write; anything else is
-// corruption.
-func (r *replayer) scan(name string, data []byte, last bool) (scanResult, error) {
-	r.segMeta = false
+// replaySegment replays segment seq, whose bytes (up to pin, if pin >= 0)
+// are data, and decides where its data ends; the package comment gives
+// the rules. pin is where the next segment's link says this one ends, -1
+// if unknown; last is true for the tail.
+func (r *replayer) replaySegment(name string, seq uint64, data []byte, pin int64, last bool) (segResult, error) {
+	seed := crcSeed(seq)
+	r.seq, r.segMeta, r.segLink = seq, false, false
 	off := 0
+	var bad error
 	for off < len(data) {
-		typ, payload, n, err := decodeRecord(data[off:])
-		if err == nil {
-			if err := r.apply(name, off, typ, payload); err != nil {
-				return scanResult{}, err
-			}
-			off += n
-			continue
-		}
-		if allZero(data[off:]) {
-			// Zero fill: the end of data, in any segment.
+		typ, payload, n, err := decodeRecord(data[off:], seed)
+		if err != nil {
+			bad = err
 			break
 		}
-		var rest []byte // what follows the bad record
-		switch {
-		case errors.Is(err, errZeroLength):
-			// A zero length ends the data only if zeros follow.
-			return scanResult{}, corrupt(name, off, errors.New("data after zero length"))
-		case errors.Is(err, errShortHeader), errors.Is(err, errShortRecord):
-			rest = nil
-		case errors.Is(err, errTooLong):
-			rest = data[off+headerSize:]
-		default: // errCRC: the length fits, so the record's extent is known
-			rest = data[off+n:]
+		if err := r.apply(name, off, typ, payload); err != nil {
+			return segResult{}, err
 		}
-		if !last || !allZero(rest) {
-			return scanResult{}, corrupt(name, off, err)
-		}
-		if !r.segMeta {
-			return scanResult{}, corrupt(name, off, fmt.Errorf("segment has no metadata record: %w", err))
-		}
-		return scanResult{end: off, torn: true, bad: err}, nil
+		off += n
 	}
 	if !r.segMeta {
-		return scanResult{}, corrupt(name, off, errors.New("segment has no metadata record"))
+		if bad == nil {
+			bad = errors.New("empty file")
+		}
+		return segResult{}, corrupt(name, 0, fmt.Errorf("segment has no metadata record: %w", bad))
 	}
-	return scanResult{end: off}, nil
+	res := segResult{end: off, bad: bad}
+	if pin >= 0 {
+		// The next segment says where this one's data ends.
+		switch {
+		case bad != nil:
+			return segResult{}, corrupt(name, off, bad)
+		case int64(off) != pin:
+			return segResult{}, corrupt(name, off, fmt.Errorf("data ends here, but the next segment says it ends at %d", pin))
+		}
+		return res, nil
+	}
+	if p := findRecord(data, seed, off); p >= 0 {
+		return segResult{}, corrupt(name, off, fmt.Errorf("%v, yet a valid record follows at offset %d", bad, p))
+	}
+	if last && bad != nil && !allZero(data[off:min(off+terminatorSize, len(data))]) {
+		res.torn = true
+	}
+	return res, nil
 }
+
+// findRecord returns the first sector boundary after off where a record
+// of the segment (CRC seeded with seed) starts, or -1. Every Save starts
+// on a sector boundary, so a bad record followed by later Saves is found
+// here even when its length field is what was damaged.
+func findRecord(data []byte, seed uint32, off int) int {
+	for p := int(alignUp(int64(off) + 1)); p+minRecordSize <= len(data); p += sectorSize {
+		l := binary.LittleEndian.Uint32(data[p:])
+		if l == 0 || l > maxRecordLen || p+headerSize+int(l) > len(data) {
+			continue
+		}
+		if t := data[p+headerSize]; t < recEntries || t > recPad {
+			continue
+		}
+		if _, _, _, err := decodeRecord(data[p:], seed); err == nil {
+			return p
+		}
+	}
+	return -1
+}
+
+// peekLink reads the link record at the head of a segment: where the data
+// of the segment before it ends. -1 if it has none (yet).
+func peekLink(fsys fsx.FS, path string, seed uint32) int64 {
+	data, err := readSegment(fsys, path, 64<<10)
+	if err != nil {
+		return -1
+	}
+	for off := 0; off < len(data); {
+		typ, payload, n, err := decodeRecord(data[off:], seed)
+		switch {
+		case err != nil:
+			return -1
+		case off == 0 && typ == recMetadata, typ == recPad:
+			off += n
+			continue
+		case typ == recLink:
+			l, err := decodeLink(payload)
+			if err != nil || l.PrevEnd > maxSegmentEnd {
+				return -1
+			}
+			return int64(l.PrevEnd)
+		}
+		return -1
+	}
+	return -1
+}
+
+// maxSegmentEnd bounds the link's offset, so that a damaged one is never
+// used as a read size.
+const maxSegmentEnd = 1 << 40
 
 // apply folds one CRC-valid record. A record whose CRC holds but whose
 // content makes no sense was written that way: it is corruption, never a
@@ -112,6 +174,12 @@ func (r *replayer) apply(name string, off int, typ byte, payload []byte) error {
 			return corrupt(name, off, err)
 		}
 		r.hs = hs
+	case recLink:
+		if _, err := decodeLink(payload); err != nil {
+			return corrupt(name, off, err)
+		}
+		r.segLink = true
+	case recPad:
 	case recSnapshot:
 		s, err := decodeSnapshot(payload)
 		if err != nil {
@@ -148,8 +216,10 @@ func (r *replayer) applyEntries(ents []*raftpb.Entry) error {
 		}
 	}
 	first := ents[0].GetIndex()
+	purged := r.purged
+	r.purged = false
 	switch {
-	case r.next == 0:
+	case r.next == 0, purged && first > r.next:
 		r.ents = ents
 	case first > r.next:
 		return fmt.Errorf("index gap: expected entry %d at most, got %d", r.next, first)
@@ -167,6 +237,9 @@ func (r *replayer) applyEntries(ents []*raftpb.Entry) error {
 func (r *replayer) applySnapshot(s snapshotRec) error {
 	if s.Index < r.snap.Index {
 		return fmt.Errorf("snapshot marker at index %d after one at %d", s.Index, r.snap.Index)
+	}
+	if s.Index > r.snap.Index || r.snap == (SnapshotMarker{}) {
+		r.snapSeq = r.seq
 	}
 	r.snap = SnapshotMarker{Index: s.Index, Term: s.Term}
 	for len(r.ents) > 0 && r.ents[0].GetIndex() <= s.Index {

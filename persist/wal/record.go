@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/edgekv/edgekv/core/codec"
+	"github.com/edgekv/edgekv/persist/fsx"
 )
 
 // Record types. The values are part of the on-disk format.
@@ -16,12 +17,22 @@ const (
 	recMetadata  byte = 1 // metadataRec, first record of every segment
 	recEntries   byte = 2 // []entryRec, consecutive indexes
 	recHardState byte = 3 // hardStateRec
-	recSnapshot  byte = 4 // snapshotRec; decoded on replay, not written yet
+	recSnapshot  byte = 4 // snapshotRec
+	recLink      byte = 5 // linkRec, first record of a segment's first write
+	recPad       byte = 6 // zeros, pads a write to a sector boundary
 )
 
 const (
 	// headerSize is the fixed part of a record: length u32 LE | crc32c u32 LE.
 	headerSize = 8
+	// minRecordSize is a record with an empty payload.
+	minRecordSize = headerSize + 1
+	// sectorSize is the unit a write can be torn at. Every write ends on a
+	// sector boundary, so that every Save starts on one.
+	sectorSize = fsx.SectorSize
+	// terminatorSize zero bytes end every write: a zero length field marks
+	// the end of data.
+	terminatorSize = headerSize
 	// maxRecordLen caps the length field (type byte + payload). A length
 	// above it is never allocated; it marks a bad record.
 	maxRecordLen = 64 << 20
@@ -75,23 +86,66 @@ type snapshotRec struct {
 	Term  uint64
 }
 
-// appendRecord appends one framed record to dst.
-func appendRecord(dst []byte, typ byte, payload []byte) []byte {
+// linkRec says where the data of the previous segment ends, so that Open
+// can tell a record lost at the end of a full segment from the end of its
+// data.
+type linkRec struct {
+	_       struct{} `cbor:",toarray"`
+	PrevEnd uint64
+}
+
+// crcSeed is the CRC-32C of the segment's sequence number, u64 LE. Every
+// record's CRC continues from it, so a record is valid only in the segment
+// it was written for: stale records in a recycled file never check out.
+func crcSeed(seq uint64) uint32 {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], seq)
+	return crc32.Update(0, crcTable, b[:])
+}
+
+func recordCRC(seed uint32, typ byte, payload []byte) uint32 {
+	crc := crc32.Update(seed, crcTable, []byte{typ})
+	return crc32.Update(crc, crcTable, payload)
+}
+
+// appendRecord appends one framed record to dst, for the segment whose
+// crcSeed is seed.
+func appendRecord(dst []byte, seed uint32, typ byte, payload []byte) []byte {
 	var h [headerSize + 1]byte
 	binary.LittleEndian.PutUint32(h[0:4], uint32(1+len(payload)))
-	crc := crc32.Update(0, crcTable, []byte{typ})
-	crc = crc32.Update(crc, crcTable, payload)
-	binary.LittleEndian.PutUint32(h[4:8], crc)
+	binary.LittleEndian.PutUint32(h[4:8], recordCRC(seed, typ, payload))
 	h[8] = typ
 	dst = append(dst, h[:]...)
 	return append(dst, payload...)
 }
 
-// decodeRecord decodes the record at the start of b. On success n is the
-// number of bytes it occupies. On errShortRecord and errCRC n is the size
-// the header claims (past len(b) for errShortRecord); otherwise n is 0.
-// The payload aliases b.
-func decodeRecord(b []byte) (typ byte, payload []byte, n int, err error) {
+var zeros [2*sectorSize + terminatorSize]byte
+
+// finishWrite ends a write that starts at file offset base: a pad record
+// up to the next sector boundary (none if already on one; at least
+// minRecordSize bytes, so possibly one sector further), then the
+// terminator. The next write starts at base+len(result)-terminatorSize.
+func finishWrite(dst []byte, seed uint32, base int64) []byte {
+	end := base + int64(len(dst))
+	if pad := alignUp(end) - end; pad > 0 {
+		if pad < minRecordSize {
+			pad += sectorSize
+		}
+		dst = appendRecord(dst, seed, recPad, zeros[:pad-minRecordSize])
+	}
+	return append(dst, zeros[:terminatorSize]...)
+}
+
+// alignUp rounds off up to a sector boundary.
+func alignUp(off int64) int64 {
+	return (off + sectorSize - 1) / sectorSize * sectorSize
+}
+
+// decodeRecord decodes the record at the start of b, which must belong to
+// the segment whose crcSeed is seed. On success n is the number of bytes it
+// occupies. On errShortRecord and errCRC n is the size the header claims
+// (past len(b) for errShortRecord); otherwise n is 0. The payload aliases b.
+func decodeRecord(b []byte, seed uint32) (typ byte, payload []byte, n int, err error) {
 	if len(b) < headerSize {
 		return 0, nil, 0, errShortHeader
 	}
@@ -107,7 +161,7 @@ func decodeRecord(b []byte) (typ byte, payload []byte, n int, err error) {
 		return 0, nil, n, errShortRecord
 	}
 	body := b[headerSize:n]
-	if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(b[4:8]) {
+	if recordCRC(seed, body[0], body[1:]) != binary.LittleEndian.Uint32(b[4:8]) {
 		return 0, nil, n, errCRC
 	}
 	return body[0], body[1:], n, nil
@@ -141,6 +195,22 @@ func (r hardStateRec) proto() *raftpb.HardState {
 	return &raftpb.HardState{Term: &r.Term, Vote: &r.Vote, Commit: &r.Commit}
 }
 
+func encodeSnapshot(m SnapshotMarker) ([]byte, error) {
+	return codec.Marshal(snapshotRec{Index: m.Index, Term: m.Term})
+}
+
+func encodeLink(prevEnd int64) ([]byte, error) {
+	return codec.Marshal(linkRec{PrevEnd: uint64(prevEnd)})
+}
+
+func decodeLink(p []byte) (linkRec, error) {
+	var r linkRec
+	if err := codec.Unmarshal(p, &r); err != nil {
+		return linkRec{}, fmt.Errorf("link: %w", err)
+	}
+	return r, nil
+}
+
 func decodeSnapshot(p []byte) (snapshotRec, error) {
 	var r snapshotRec
 	if err := codec.Unmarshal(p, &r); err != nil {
@@ -149,10 +219,32 @@ func decodeSnapshot(p []byte) (snapshotRec, error) {
 	return r, nil
 }
 
-// appendEntryRecords appends ents as entries records of at most budget
-// payload bytes each (estimated from above), so no record exceeds
-// maxRecordLen however large the batch.
-func appendEntryRecords(dst []byte, ents []*raftpb.Entry, budget int) ([]byte, error) {
+// rec is a record before framing: framing needs the segment's CRC seed,
+// which is known only once Save has decided whether to cut.
+type rec struct {
+	typ     byte
+	payload []byte
+}
+
+func recsSize(recs []rec) int {
+	n := 0
+	for _, r := range recs {
+		n += minRecordSize + len(r.payload)
+	}
+	return n
+}
+
+func appendRecs(dst []byte, seed uint32, recs []rec) []byte {
+	for _, r := range recs {
+		dst = appendRecord(dst, seed, r.typ, r.payload)
+	}
+	return dst
+}
+
+// entryRecs encodes ents as entries records of at most budget payload
+// bytes each (estimated from above), so no record exceeds maxRecordLen
+// however large the batch.
+func entryRecs(dst []rec, ents []*raftpb.Entry, budget int) ([]rec, error) {
 	recs := make([]entryRec, 0, len(ents))
 	size := arrayOverhead
 	flush := func() error {
@@ -160,7 +252,7 @@ func appendEntryRecords(dst []byte, ents []*raftpb.Entry, budget int) ([]byte, e
 		if err != nil {
 			return fmt.Errorf("wal: encoding entries: %w", err)
 		}
-		dst = appendRecord(dst, recEntries, p)
+		dst = append(dst, rec{recEntries, p})
 		recs, size = recs[:0], arrayOverhead
 		return nil
 	}

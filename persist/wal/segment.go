@@ -1,18 +1,22 @@
 package wal
 
 import (
+	"errors"
 	"fmt"
-	"os"
+	"io"
+	"io/fs"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/edgekv/edgekv/persist/fsx"
 )
 
 const (
 	segmentExt = ".wal"
+	nextExt    = ".next" // a file prepared to become the next segment
+	freeExt    = ".free" // a purged segment waiting to be recycled
 	tmpExt     = ".tmp"
 	// segmentNameLen is len("%016x-%016x.wal").
 	segmentNameLen = 16 + 1 + 16 + len(segmentExt)
@@ -22,7 +26,7 @@ const (
 
 type segment struct {
 	seq   uint64 // sequence number, consecutive from the oldest kept segment
-	index uint64 // first raft index the segment was cut for
+	index uint64 // raft index the log was to continue at when it was cut
 	name  string
 }
 
@@ -35,38 +39,58 @@ func parseSegmentName(name string) (segment, bool) {
 	if len(name) != segmentNameLen || name[16] != '-' || !strings.HasSuffix(name, segmentExt) {
 		return segment{}, false
 	}
-	if !isLowerHex(name[:16]) || !isLowerHex(name[17:33]) {
-		return segment{}, false
-	}
-	seq, err1 := strconv.ParseUint(name[:16], 16, 64)
-	index, err2 := strconv.ParseUint(name[17:33], 16, 64)
-	if err1 != nil || err2 != nil {
+	seq, ok1 := parseHex16(name[:16])
+	index, ok2 := parseHex16(name[17:33])
+	if !ok1 || !ok2 {
 		return segment{}, false
 	}
 	return segment{seq: seq, index: index, name: name}, true
 }
 
-func isLowerHex(s string) bool {
+// nextName names the file prepared to become segment seq.
+func nextName(seq uint64) string { return fmt.Sprintf("%016x%s", seq, nextExt) }
+
+// freeName names a purged segment in the free pool, after its sequence.
+func freeName(seq uint64) string { return fmt.Sprintf("%016x%s", seq, freeExt) }
+
+// parsePoolName parses the names of files in the free pool: prepared
+// (.next) or purged (.free) ones.
+func parsePoolName(name string) (seq uint64, next bool, ok bool) {
+	for _, ext := range []string{nextExt, freeExt} {
+		if len(name) == 16+len(ext) && strings.HasSuffix(name, ext) {
+			seq, ok := parseHex16(name[:16])
+			return seq, ext == nextExt, ok
+		}
+	}
+	return 0, false, false
+}
+
+func parseHex16(s string) (uint64, bool) {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
+			return 0, false
 		}
 	}
-	return true
+	v, err := strconv.ParseUint(s, 16, 64)
+	return v, err == nil
 }
 
-// listSegments returns the segments in dir ordered by sequence. Other names
-// are ignored.
-func listSegments(dir string) ([]segment, error) {
-	des, err := os.ReadDir(dir)
+// listDir returns the segments in dir ordered by sequence, and the names
+// of the files in the free pool. Other names are ignored.
+func listDir(fsys fsx.FS, dir string) (segs []segment, pool []string, err error) {
+	des, err := fsys.ReadDir(dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var segs []segment
 	for _, de := range des {
-		if s, ok := parseSegmentName(de.Name()); ok && de.Type().IsRegular() {
+		if !de.Type().IsRegular() {
+			continue
+		}
+		if s, ok := parseSegmentName(de.Name()); ok {
 			segs = append(segs, s)
+		} else if _, _, ok := parsePoolName(de.Name()); ok {
+			pool = append(pool, de.Name())
 		}
 	}
 	slices.SortFunc(segs, func(a, b segment) int {
@@ -78,65 +102,37 @@ func listSegments(dir string) ([]segment, error) {
 		}
 		return 0
 	})
-	return segs, nil
+	return segs, pool, nil
 }
 
-// syncDir fsyncs a directory so that entries created or renamed in it are
-// durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
+// readAt reads n bytes at off, fewer at the end of the file.
+func readAt(f fsx.File, off int64, n int64) ([]byte, error) {
+	b := make([]byte, n)
+	m, err := f.ReadAt(b, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("wal: fsync directory %s: %w", dir, err)
-	}
-	return nil
+	return b[:m], nil
 }
 
-// lockFile takes an exclusive, non-blocking flock on f. The lock is tied to
-// the open file description and ends when f is closed.
-func lockFile(f *os.File) error {
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		switch err {
-		case nil:
-			return nil
-		case unix.EINTR:
-			continue
-		case unix.EWOULDBLOCK:
-			return fmt.Errorf("%w: %s", ErrLocked, f.Name())
-		default:
-			return fmt.Errorf("wal: lock %s: %w", f.Name(), err)
-		}
-	}
-}
-
-// removeStaleTemps removes segment files a crashed cut left behind under
-// their temporary name. They were never renamed, so they hold nothing that
-// was acknowledged.
-func removeStaleTemps(dir string) ([]string, error) {
-	des, err := os.ReadDir(dir)
+// readSegment reads a segment file up to limit bytes (all of it if limit
+// is negative or past its end).
+func readSegment(fsys fsx.FS, path string, limit int64) ([]byte, error) {
+	f, err := fsys.OpenFile(path, 0, 0)
 	if err != nil {
 		return nil, err
 	}
-	var removed []string
-	for _, de := range des {
-		base, ok := strings.CutSuffix(de.Name(), tmpExt)
-		if !ok {
-			continue
-		}
-		if _, ok := parseSegmentName(base); !ok {
-			continue
-		}
-		if err := os.Remove(filepath.Join(dir, de.Name())); err != nil {
-			return removed, err
-		}
-		removed = append(removed, de.Name())
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
 	}
-	return removed, nil
+	if limit < 0 || limit > fi.Size() {
+		limit = fi.Size()
+	}
+	return readAt(f, 0, limit)
 }
+
+func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+
+func join(dir, name string) string { return filepath.Join(dir, name) }

@@ -1,30 +1,73 @@
 package wal
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
-	"golang.org/x/sys/unix"
+
+	"github.com/edgekv/edgekv/persist/fsx"
 )
 
-// SegmentSize is the size past which Save cuts a new segment. Board
-// profiles lower it for small flash. It is read when a WAL is created or
-// opened.
-var SegmentSize int64 = 64 << 20
+const (
+	// DefaultSegmentSize suits SD cards and eMMC: see "Sizes" in the
+	// package comment.
+	DefaultSegmentSize int64 = 16 << 20
+	// DefaultMaxWALs is etcd's --max-wals default.
+	DefaultMaxWALs = 5
+	// maxFreeSegments caps the free pool; PurgeBefore deletes purged
+	// segments beyond it.
+	maxFreeSegments = 2
+	// warnSyncDuration is how long an fdatasync may take before it is
+	// logged, as etcd does.
+	warnSyncDuration = time.Second
+)
 
-// warnSyncDuration is how long an fdatasync may take before it is logged,
-// as etcd does.
-const warnSyncDuration = time.Second
+// Options configure Create and Open. The zero value is the defaults.
+type Options struct {
+	// FS is the file system; nil means fsx.OS{}.
+	FS fsx.FS
+	// SegmentSize is the size segment files are preallocated to, and past
+	// which Save starts a new one (--wal-segment-size); 0 means
+	// DefaultSegmentSize.
+	SegmentSize int64
+	// Logger gets repairs and slow syncs; nil means slog.Default().
+	Logger *slog.Logger
+	// MaxWALs is how many segment files PurgeBefore keeps at least
+	// (--max-wals); 0 means DefaultMaxWALs, negative means never purge
+	// (etcd's --max-wals=0).
+	MaxWALs int
+	// OnSync, if set, is called with the duration of every fdatasync of
+	// Save and SaveSnapshot (etcd_disk_wal_fsync_duration_seconds), from
+	// the goroutine that called them, with the WAL's mutex held.
+	OnSync func(time.Duration)
+
+	// inlinePrepare prepares the next segment in the goroutine that
+	// triggers it rather than in the background, so that a test on
+	// CrashFS is deterministic.
+	inlinePrepare bool
+}
+
+func (o Options) withDefaults() Options {
+	if o.FS == nil {
+		o.FS = fsx.OS{}
+	}
+	if o.SegmentSize <= 0 {
+		o.SegmentSize = DefaultSegmentSize
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MaxWALs == 0 {
+		o.MaxWALs = DefaultMaxWALs
+	}
+	return o
+}
 
 // Metadata identifies the member a WAL belongs to. It is the first record
 // of every segment, and Open checks that all segments agree.
@@ -35,7 +78,8 @@ type Metadata struct {
 	Token     string
 }
 
-// SnapshotMarker is the latest snapshot marker record read, zero if none.
+// SnapshotMarker records that a snapshot at Index (of Term) is durable
+// elsewhere, so the entries up to Index are no longer needed.
 type SnapshotMarker struct {
 	Index uint64
 	Term  uint64
@@ -46,131 +90,199 @@ type State struct {
 	Metadata Metadata
 	// HardState is the latest hard state saved; never nil (empty if none).
 	HardState *raftpb.HardState
-	// Snapshot is the latest snapshot marker; entries at or below its
-	// index are not in Entries.
+	// Snapshot is the latest snapshot marker, zero if none; entries at or
+	// below its index are not in Entries.
 	Snapshot SnapshotMarker
 	// Entries are consecutive, after conflicting suffixes were replaced.
 	Entries []*raftpb.Entry
 }
 
-// Stats counts the I/O done by Save (including the segment cuts it
-// triggers) since Create or Open.
+// Stats counts the I/O done since Create or Open.
 type Stats struct {
-	Syncs        uint64 // fdatasync of segments plus fsync of the directory
+	// By Save and SaveSnapshot, including the cuts they trigger.
+	Syncs        uint64 // fdatasync of the tail, plus the directory fsync of each cut
 	BytesWritten uint64
-	Writes       uint64 // write system calls
+	Writes       uint64 // write calls
+	Cuts         uint64
+
+	// Preparing segments ahead of the cuts, off the Save path.
+	SegmentsCreated  uint64 // new files preallocated
+	SegmentsRecycled uint64 // purged files reused
+	PrepareSyncs     uint64
+	PrepareBytes     uint64
 }
 
 // WAL is an open write-ahead log, positioned to append.
 type WAL struct {
+	fs     fsx.FS
 	dir    string
 	logger *slog.Logger
+	opts   Options
 
 	// Counters, readable from any goroutine.
-	syncs, bytes, writes atomic.Uint64
+	syncs, bytes, writes, cuts atomic.Uint64
+	prepStats                  prepStats
 
-	mu          sync.Mutex
-	f           *os.File // tail segment, locked
-	seq         uint64   // sequence of the tail segment
-	off         int64    // end of data in the tail segment; the next write goes here
-	segmentSize int64
-	mdRec       []byte       // encoded metadata record, starts every segment
-	hs          hardStateRec // last hard state saved, repeated at the head of a new segment
-	next        uint64       // Save's first entry index may be at most this; 0: any
-	recordLimit int          // payload budget of one entries record
+	mu        sync.Mutex
+	f         fsx.File  // tail segment, locked
+	segs      []segment // live segments, oldest first; the last is the tail
+	seed      uint32    // crcSeed of the tail
+	off       int64     // where the next write goes: the tail's terminator
+	hdrEnd    int64     // end of the metadata header of every segment
+	needCarry bool      // the tail has not had its first write (link, hard state, marker)
+	prevEnd   int64     // end of the data of the segment before the tail
+	mdPayload []byte
+	hs        hardStateRec   // last hard state saved, carried into a new segment
+	snap      SnapshotMarker // last marker saved, carried into a new segment
+	snapSeq   uint64         // segment where snap was first written
+	next      uint64         // Save's first entry index may be at most this; 0: any
+	prep      *preparer
+
+	now         func() time.Time // time.Now; tests fake it
+	recordLimit int              // payload budget of one entries record
 	buf         []byte
+	recs        []rec
 	err         error // sticky: the first write or sync error
 	closed      bool
 }
 
-// Exist reports whether dir holds at least one segment.
-func Exist(dir string) bool {
-	segs, err := listSegments(dir)
+// Exist reports whether dir, on the real file system, holds at least one
+// segment.
+func Exist(dir string) bool { return ExistIn(fsx.OS{}, dir) }
+
+// ExistIn reports whether dir, on fsys, holds at least one segment.
+func ExistIn(fsys fsx.FS, dir string) bool {
+	segs, _, err := listDir(fsys, dir)
 	return err == nil && len(segs) > 0
 }
 
-// Create makes a new WAL in dir, which must be missing or an empty
-// directory (it is replaced). The first
-// segment is written and synced in a temporary directory that is then
-// renamed to dir, so a crash leaves either no WAL or a whole one.
+// Create is CreateWithOptions with the defaults: the real file system and
+// DefaultSegmentSize.
 func Create(dir string, md Metadata) (*WAL, error) {
-	if Exist(dir) {
+	return CreateWithOptions(dir, md, Options{})
+}
+
+// CreateWithOptions makes a new WAL in dir, which must be missing or an
+// empty directory (it is replaced). The first segment is preallocated,
+// written and synced in a temporary directory that is then renamed to dir,
+// so a crash leaves either no WAL or a whole one. Missing parents are
+// created and synced.
+func CreateWithOptions(dir string, md Metadata, opts Options) (*WAL, error) {
+	o := opts.withDefaults()
+	fsys := o.FS
+	if ExistIn(fsys, dir) {
 		return nil, fmt.Errorf("%w: %s", ErrExist, dir)
 	}
 	dir = filepath.Clean(dir)
-	tmp := dir + tmpExt
-	if err := os.RemoveAll(tmp); err != nil {
+	parent, tmp := filepath.Dir(dir), dir+tmpExt
+	if err := fsys.RemoveAll(tmp); err != nil {
 		return nil, fmt.Errorf("wal: remove %s: %w", tmp, err)
 	}
-	if err := os.MkdirAll(tmp, dirMode); err != nil {
+	if err := fsx.MkdirAllSync(fsys, parent, dirMode); err != nil {
+		return nil, fmt.Errorf("wal: create %s: %w", parent, err)
+	}
+	if err := fsys.Mkdir(tmp, dirMode); err != nil {
 		return nil, fmt.Errorf("wal: create %s: %w", tmp, err)
 	}
-	w, err := newWAL(dir, md, slog.Default())
+	w, err := newWAL(dir, md, o)
 	if err != nil {
 		return nil, err
 	}
 	name := segmentName(0, 0)
-	f, err := os.OpenFile(filepath.Join(tmp, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
+	f, err := fsys.OpenFile(join(tmp, name), os.O_RDWR|os.O_CREATE|os.O_EXCL, fileMode)
 	if err != nil {
 		return nil, fmt.Errorf("wal: create segment: %w", err)
 	}
 	fail := func(err error) (*WAL, error) {
 		f.Close()
-		os.RemoveAll(tmp)
+		fsys.RemoveAll(tmp)
 		return nil, err
 	}
-	if err := lockFile(f); err != nil {
-		return fail(err)
+	if err := f.Lock(); err != nil {
+		return fail(fmt.Errorf("%w: %w", ErrLocked, err))
 	}
-	if err := pwriteAll(f, w.mdRec, 0, nil); err != nil {
-		return fail(err)
+	if err := f.Allocate(o.SegmentSize); err != nil {
+		return fail(fmt.Errorf("wal: preallocate %s: %w", name, err))
 	}
-	if err := fdatasync(f); err != nil {
-		return fail(err)
+	if _, err := f.WriteAt(w.header(0), 0); err != nil {
+		return fail(fmt.Errorf("wal: write %s: %w", name, err))
 	}
-	if err := syncDir(tmp); err != nil {
-		return fail(err)
+	if err := f.Sync(); err != nil {
+		return fail(fmt.Errorf("wal: fsync %s: %w", name, err))
 	}
-	// An existing dir must be empty; os.Remove fails otherwise. Not every
+	if err := fsys.SyncDir(tmp); err != nil {
+		return fail(fmt.Errorf("wal: fsync directory %s: %w", tmp, err))
+	}
+	// An existing dir must be empty; Remove fails otherwise. Not every
 	// file system lets rename(2) replace an empty directory, so remove it.
-	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := fsys.Remove(dir); err != nil && !isNotExist(err) {
 		return fail(fmt.Errorf("wal: %s is not an empty directory: %w", dir, err))
 	}
-	if err := os.Rename(tmp, dir); err != nil {
+	if err := fsys.Rename(tmp, dir); err != nil {
 		return fail(fmt.Errorf("wal: rename %s to %s: %w", tmp, dir, err))
 	}
-	if err := syncDir(filepath.Dir(dir)); err != nil {
+	if err := fsys.SyncDir(parent); err != nil {
 		f.Close()
-		return nil, err
+		return nil, fmt.Errorf("wal: fsync directory %s: %w", parent, err)
 	}
-	w.f, w.seq, w.off = f, 0, int64(len(w.mdRec))
+	w.f, w.seed, w.off = f, crcSeed(0), w.hdrEnd
+	w.segs = []segment{{seq: 0, index: 0, name: name}}
+	w.prep = w.newPreparer(nil)
+	w.prep.start(1)
 	return w, nil
 }
 
-func newWAL(dir string, md Metadata, logger *slog.Logger) (*WAL, error) {
+func newWAL(dir string, md Metadata, o Options) (*WAL, error) {
 	p, err := encodeMetadata(md)
 	if err != nil {
 		return nil, fmt.Errorf("wal: encoding metadata: %w", err)
 	}
-	return &WAL{
+	w := &WAL{
+		fs:          o.FS,
 		dir:         dir,
-		logger:      logger,
-		segmentSize: SegmentSize,
-		mdRec:       appendRecord(nil, recMetadata, p),
+		logger:      o.Logger,
+		opts:        o,
+		mdPayload:   p,
+		now:         time.Now,
 		recordLimit: maxRecordLen - 1,
-	}, nil
+	}
+	w.hdrEnd = int64(len(w.header(0)) - terminatorSize)
+	return w, nil
 }
 
-// Open reads the WAL in dir, repairs a torn tail (see the package comment)
-// and returns it positioned to append, with what it read. A nil logger
-// means slog.Default().
-func Open(dir string, logger *slog.Logger) (*WAL, *State, error) {
-	if logger == nil {
-		logger = slog.Default()
+// header is what a segment starts with: the metadata record, padding to a
+// sector boundary and the terminator.
+func (w *WAL) header(seq uint64) []byte {
+	seed := crcSeed(seq)
+	return finishWrite(appendRecord(nil, seed, recMetadata, w.mdPayload), seed, 0)
+}
+
+func (w *WAL) newPreparer(pool []string) *preparer {
+	return &preparer{
+		fs:     w.fs,
+		dir:    w.dir,
+		size:   w.opts.SegmentSize,
+		header: w.header,
+		inline: w.opts.inlinePrepare,
+		stats:  &w.prepStats,
+		pool:   pool,
 	}
-	segs, err := listSegments(dir)
+}
+
+// Open is OpenWithOptions on the real file system with the given logger
+// and the other defaults.
+func Open(dir string, logger *slog.Logger) (*WAL, *State, error) {
+	return OpenWithOptions(dir, Options{Logger: logger})
+}
+
+// OpenWithOptions reads the WAL in dir, repairs a torn tail (see the
+// package comment) and returns it positioned to append, with what it read.
+func OpenWithOptions(dir string, opts Options) (*WAL, *State, error) {
+	o := opts.withDefaults()
+	fsys, logger := o.FS, o.Logger
+	segs, pool, err := listDir(fsys, dir)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
+		if isNotExist(err) {
 			return nil, nil, fmt.Errorf("%w in %s", ErrNotFound, dir)
 		}
 		return nil, nil, fmt.Errorf("wal: list %s: %w", dir, err)
@@ -185,55 +297,81 @@ func Open(dir string, logger *slog.Logger) (*WAL, *State, error) {
 	}
 
 	tail := segs[len(segs)-1]
-	tailPath := filepath.Join(dir, tail.name)
-	f, err := os.OpenFile(tailPath, os.O_WRONLY, fileMode)
+	f, err := fsys.OpenFile(join(dir, tail.name), os.O_RDWR, 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("wal: open %s: %w", tailPath, err)
+		return nil, nil, fmt.Errorf("wal: open %s: %w", tail.name, err)
 	}
 	fail := func(err error) (*WAL, *State, error) {
 		f.Close()
 		return nil, nil, err
 	}
-	if err := lockFile(f); err != nil {
-		return fail(err)
+	if err := f.Lock(); err != nil {
+		return fail(fmt.Errorf("%w: %w", ErrLocked, err))
 	}
 
 	var r replayer
-	var res scanResult
+	var res segResult
+	ends := make([]int64, len(segs))
+	links := make([]bool, len(segs))
 	for i, s := range segs {
-		data, err := os.ReadFile(filepath.Join(dir, s.name))
+		pin := int64(-1)
+		if i+1 < len(segs) {
+			pin = peekLink(fsys, join(dir, segs[i+1].name), crcSeed(segs[i+1].seq))
+		}
+		if i == 0 {
+			r.purged = s.seq > 0
+		}
+		data, err := readSegment(fsys, join(dir, s.name), pin)
 		if err != nil {
 			return fail(fmt.Errorf("wal: read %s: %w", s.name, err))
 		}
-		if res, err = r.scan(s.name, data, i == len(segs)-1); err != nil {
+		if res, err = r.replaySegment(s.name, s.seq, data, pin, i == len(segs)-1); err != nil {
 			return fail(err)
 		}
+		ends[i], links[i] = int64(res.end), r.segLink
 	}
-	if res.torn {
-		if err := f.Truncate(int64(res.end)); err != nil {
-			return fail(fmt.Errorf("wal: truncate %s: %w", tail.name, err))
-		}
-		if err := fdatasync(f); err != nil {
-			return fail(err)
-		}
-		logger.Warn("wal: truncated torn write at the tail",
-			"file", tail.name, "offset", res.end, "reason", res.bad.Error())
+	first := segs[0]
+	if first.seq > 0 && !links[0] {
+		return fail(fmt.Errorf("%w in %s: the oldest segment carries no state, and the ones before it are gone", ErrCorrupt, first.name))
 	}
-	removed, err := removeStaleTemps(dir)
-	if err != nil {
-		return fail(fmt.Errorf("wal: remove stale segment: %w", err))
-	}
-	for _, name := range removed {
-		logger.Info("wal: removed segment left by an interrupted cut", "file", name)
+	st := r.state()
+	if first.seq > 0 && len(st.Entries) > 0 && st.Entries[0].GetIndex() > st.Snapshot.Index+1 {
+		return fail(fmt.Errorf("%w: entries %d to %d are missing: the segments before %s are gone, and the snapshot marker is at %d",
+			ErrCorrupt, st.Snapshot.Index+1, st.Entries[0].GetIndex()-1, first.name, st.Snapshot.Index))
 	}
 
-	w, err := newWAL(dir, r.md, logger)
+	if res.torn {
+		// Reinstate the terminator over the torn record, so that the next
+		// write starts where the data ends and a crash before it finds the
+		// same end.
+		if _, err := f.WriteAt(zeros[:terminatorSize], int64(res.end)); err != nil {
+			return fail(fmt.Errorf("wal: repair %s: %w", tail.name, err))
+		}
+		logger.Warn("wal: repaired a torn write at the tail",
+			"file", tail.name, "offset", res.end, "reason", res.bad.Error())
+	}
+	// What was read must be durable before Raft acts on it: after a crash
+	// of the process alone, it may still be only in the page cache.
+	if err := f.Datasync(); err != nil {
+		return fail(fmt.Errorf("wal: fdatasync %s: %w", tail.name, err))
+	}
+	if err := fsys.SyncDir(dir); err != nil {
+		return fail(fmt.Errorf("wal: fsync directory %s: %w", dir, err))
+	}
+
+	w, err := newWAL(dir, r.md, o)
 	if err != nil {
 		return fail(err)
 	}
-	w.f, w.seq, w.off = f, tail.seq, int64(res.end)
-	w.hs, w.next = r.hs, r.next
-	return w, r.state(), nil
+	w.f, w.segs, w.seed, w.off = f, segs, crcSeed(tail.seq), int64(res.end)
+	w.hs, w.snap, w.snapSeq, w.next = r.hs, r.snap, r.snapSeq, r.next
+	if len(segs) > 1 && !links[len(segs)-1] {
+		// Cut, then crashed before the first write: that write must carry.
+		w.needCarry, w.prevEnd = true, ends[len(segs)-2]
+	}
+	w.prep = w.newPreparer(pool)
+	w.prep.start(tail.seq + 1)
+	return w, st, nil
 }
 
 // Save appends ents, then hs, with one write and one fdatasync, and returns
@@ -241,16 +379,13 @@ func Open(dir string, logger *slog.Logger) (*WAL, *State, error) {
 // nothing. ents must be consecutive and may start at any index up to one
 // past the last saved entry, replacing the saved ones from there on.
 //
-// A write or sync error is returned and the WAL refuses every later Save:
-// the caller must stop (fail-stop). Call Save only from the Raft goroutine.
+// A write or sync error is returned and the WAL refuses every later write:
+// the caller must stop (fail-stop). Call Save from one goroutine (Raft's).
 func (w *WAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	switch {
-	case w.closed:
-		return ErrClosed
-	case w.err != nil:
-		return fmt.Errorf("%w: %w", ErrFailed, w.err)
+	if err := w.usable(); err != nil {
+		return err
 	}
 	saveHS := !isEmptyHardState(hs)
 	if !saveHS && len(ents) == 0 {
@@ -259,8 +394,7 @@ func (w *WAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 	if err := w.checkEntries(ents); err != nil {
 		return err
 	}
-
-	buf, err := appendEntryRecords(w.buf[:0], ents, w.recordLimit)
+	recs, err := entryRecs(w.recs[:0], ents, w.recordLimit)
 	if err != nil {
 		return err
 	}
@@ -270,29 +404,56 @@ func (w *WAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 		if err != nil {
 			return fmt.Errorf("wal: encoding hard state: %w", err)
 		}
-		buf = appendRecord(buf, recHardState, p)
+		recs = append(recs, rec{recHardState, p})
 		hsRec = hardStateRec{Term: hs.GetTerm(), Vote: hs.GetVote(), Commit: hs.GetCommit()}
 	}
-	if cap(buf) <= 1<<20 {
-		w.buf = buf // reuse moderate buffers; let big ones go
-	}
-
-	if err := w.writeSync(w.f, buf, w.off); err != nil {
-		w.err = err
+	w.recs = recs[:0]
+	if err := w.write(recs); err != nil {
 		return err
 	}
-	w.off += int64(len(buf))
 	if len(ents) > 0 {
 		w.next = ents[len(ents)-1].GetIndex() + 1
 	}
 	if saveHS {
 		w.hs = hsRec
 	}
-	if w.off >= w.segmentSize {
-		if err := w.cut(); err != nil {
-			w.err = err
-			return err
-		}
+	return nil
+}
+
+// SaveSnapshot durably records that a snapshot at m.Index is stored
+// elsewhere (one write and one fdatasync, like Save). Open then returns m
+// and only the entries after it, and PurgeBefore may recycle the segments
+// it covers. Markers must not move back (ErrInvalid). Safe to call from
+// another goroutine than Save.
+func (w *WAL) SaveSnapshot(m SnapshotMarker) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usable(); err != nil {
+		return err
+	}
+	if m.Index < w.snap.Index {
+		return fmt.Errorf("%w: snapshot marker at index %d is behind the one at %d", ErrInvalid, m.Index, w.snap.Index)
+	}
+	p, err := encodeSnapshot(m)
+	if err != nil {
+		return fmt.Errorf("wal: encoding snapshot marker: %w", err)
+	}
+	if err := w.write([]rec{{recSnapshot, p}}); err != nil {
+		return err
+	}
+	w.snap, w.snapSeq = m, w.seq()
+	if w.next < m.Index+1 {
+		w.next = m.Index + 1
+	}
+	return nil
+}
+
+func (w *WAL) usable() error {
+	switch {
+	case w.closed:
+		return ErrClosed
+	case w.err != nil:
+		return fmt.Errorf("%w: %w", ErrFailed, w.err)
 	}
 	return nil
 }
@@ -315,122 +476,221 @@ func (w *WAL) checkEntries(ents []*raftpb.Entry) error {
 	return nil
 }
 
-// cut starts a new segment named after the next raft index. It is written
-// under a temporary name, synced, renamed, and the directory synced, so a
-// segment is never seen without its metadata record.
-func (w *WAL) cut() error {
-	seq := w.seq + 1
-	index := w.next // one past the last entry; 0 if none were ever saved
-	name := segmentName(seq, index)
-	final := filepath.Join(w.dir, name)
-	tmp := final + tmpExt
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("wal: cut: %w", err)
+// writeLen is the size of a write of n bytes of records at base: with its
+// padding and terminator.
+func writeLen(base, n int64) int64 {
+	end := base + n
+	pad := alignUp(end) - end
+	if pad > 0 && pad < minRecordSize {
+		pad += sectorSize
 	}
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
+	return n + pad + terminatorSize
+}
+
+// write frames recs for the tail (cutting first if they would not fit in
+// it) and writes them with one write and one fdatasync. Any failure
+// poisons the WAL.
+func (w *WAL) write(recs []rec) error {
+	carry, err := w.carry()
 	if err != nil {
-		return fmt.Errorf("wal: cut: %w", err)
+		return err
 	}
-	buf := append([]byte(nil), w.mdRec...)
+	n := int64(recsSize(carry) + recsSize(recs))
+	if w.off > w.hdrEnd && w.off+writeLen(w.off, n) > w.opts.SegmentSize {
+		if err := w.cut(); err != nil {
+			w.err = err
+			return err
+		}
+		if carry, err = w.carry(); err != nil {
+			return err
+		}
+	}
+	buf := appendRecs(w.buf[:0], w.seed, carry)
+	buf = appendRecs(buf, w.seed, recs)
+	buf = finishWrite(buf, w.seed, w.off)
+	if cap(buf) <= 1<<20 {
+		w.buf = buf // reuse moderate buffers; let big ones go
+	}
+	if err := w.writeSync(buf); err != nil {
+		w.err = err
+		return err
+	}
+	w.off += int64(len(buf)) - terminatorSize
+	w.needCarry = false
+	return nil
+}
+
+// carry returns the records that start the first write of a segment: the
+// link to the previous segment's end, the last hard state and the last
+// snapshot marker, so that the segments before can be purged.
+func (w *WAL) carry() ([]rec, error) {
+	if !w.needCarry {
+		return nil, nil
+	}
+	p, err := encodeLink(w.prevEnd)
+	if err != nil {
+		return nil, fmt.Errorf("wal: encoding link: %w", err)
+	}
+	recs := []rec{{recLink, p}}
 	if w.hs != (hardStateRec{}) {
 		p, err := encodeHardState(w.hs.proto())
 		if err != nil {
-			f.Close()
-			return fmt.Errorf("wal: encoding hard state: %w", err)
+			return nil, fmt.Errorf("wal: encoding hard state: %w", err)
 		}
-		buf = appendRecord(buf, recHardState, p)
+		recs = append(recs, rec{recHardState, p})
 	}
-	if err := lockFile(f); err != nil {
-		f.Close()
-		return err
+	if w.snap != (SnapshotMarker{}) {
+		p, err := encodeSnapshot(w.snap)
+		if err != nil {
+			return nil, fmt.Errorf("wal: encoding snapshot marker: %w", err)
+		}
+		recs = append(recs, rec{recSnapshot, p})
 	}
-	if err := w.writeSync(f, buf, 0); err != nil {
-		f.Close()
-		return err
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		f.Close()
+	return recs, nil
+}
+
+// cut makes the prepared segment the tail: rename it to its segment name
+// and sync the directory. Its first write will carry the state.
+func (w *WAL) cut() error {
+	seq := w.seq() + 1
+	p, err := w.prep.take(seq)
+	if err != nil {
 		return fmt.Errorf("wal: cut: %w", err)
 	}
-	if err := syncDir(w.dir); err != nil {
-		f.Close()
-		return err
+	name := segmentName(seq, w.next)
+	if err := w.fs.Rename(join(w.dir, p.name), join(w.dir, name)); err != nil {
+		p.f.Close()
+		return fmt.Errorf("wal: cut: %w", err)
 	}
+	err = w.fs.SyncDir(w.dir)
 	w.syncs.Add(1)
-	old := w.f
-	w.f, w.seq, w.off = f, seq, int64(len(buf))
+	if err != nil {
+		p.f.Close()
+		return fmt.Errorf("wal: cut: fsync directory %s: %w", w.dir, err)
+	}
+	w.cuts.Add(1)
+	old, oldName := w.f, w.tailName()
+	w.prevEnd = w.off
+	w.f, w.seed, w.off, w.needCarry = p.f, crcSeed(seq), w.hdrEnd, true
+	w.segs = append(w.segs, segment{seq: seq, index: w.next, name: name})
 	if err := old.Close(); err != nil {
-		w.logger.Warn("wal: closing previous segment", "file", filepath.Base(old.Name()), "err", err)
+		w.logger.Warn("wal: closing previous segment", "file", oldName, "err", err)
 	}
+	w.prep.start(seq + 1)
 	return nil
 }
 
-// writeSync writes b at off with as few write calls as the kernel allows
-// (one, for a regular file) and fdatasyncs, counting both.
-func (w *WAL) writeSync(f *os.File, b []byte, off int64) error {
-	if err := pwriteAll(f, b, off, w); err != nil {
-		return err
+func (w *WAL) seq() uint64      { return w.segs[len(w.segs)-1].seq }
+func (w *WAL) tailName() string { return w.segs[len(w.segs)-1].name }
+
+// writeSync writes b at the tail's end and fdatasyncs, counting both.
+func (w *WAL) writeSync(b []byte) error {
+	n, err := w.f.WriteAt(b, w.off)
+	w.writes.Add(1)
+	w.bytes.Add(uint64(n))
+	if err != nil {
+		return fmt.Errorf("wal: write %s at offset %d: %w", w.tailName(), w.off, err)
 	}
-	start := time.Now()
-	err := fdatasync(f)
+	start := w.now()
+	err = w.f.Datasync()
+	took := w.now().Sub(start)
 	w.syncs.Add(1)
-	if d := time.Since(start); d > warnSyncDuration {
-		w.logger.Warn("wal: slow fdatasync", "file", filepath.Base(f.Name()), "took", d, "expected", warnSyncDuration)
+	if w.opts.OnSync != nil {
+		w.opts.OnSync(took)
 	}
-	return err
-}
-
-// pwriteAll writes all of b at off. w, if not nil, counts the calls.
-func pwriteAll(f *os.File, b []byte, off int64, w *WAL) error {
-	fd := int(f.Fd())
-	defer runtime.KeepAlive(f)
-	for len(b) > 0 {
-		n, err := unix.Pwrite(fd, b, off)
-		if w != nil {
-			w.writes.Add(1)
-			if n > 0 {
-				w.bytes.Add(uint64(n))
-			}
-		}
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return fmt.Errorf("wal: write %s at offset %d: %w", filepath.Base(f.Name()), off, err)
-		case n == 0:
-			return fmt.Errorf("wal: write %s at offset %d: %w", filepath.Base(f.Name()), off, io.ErrShortWrite)
-		}
-		b, off = b[n:], off+int64(n)
+	if took > warnSyncDuration {
+		w.logger.Warn("slow fdatasync", "file", w.tailName(), "took", took, "expected-duration", warnSyncDuration)
+	}
+	if err != nil {
+		return fmt.Errorf("wal: fdatasync %s: %w", w.tailName(), err)
 	}
 	return nil
-}
-
-func fdatasync(f *os.File) error {
-	fd := int(f.Fd())
-	defer runtime.KeepAlive(f)
-	for {
-		err := unix.Fdatasync(fd)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("wal: fdatasync %s: %w", filepath.Base(f.Name()), err)
-		}
-		return nil
-	}
 }
 
 func isEmptyHardState(hs *raftpb.HardState) bool {
 	return hs.GetTerm() == 0 && hs.GetVote() == 0 && hs.GetCommit() == 0
 }
 
-// Stats returns the I/O counters. Safe from any goroutine.
-func (w *WAL) Stats() Stats {
-	return Stats{Syncs: w.syncs.Load(), BytesWritten: w.bytes.Load(), Writes: w.writes.Load()}
+// PurgeBefore makes recyclable the segments that only hold entries at or
+// below index (the last snapshot index) and returns how many. It keeps at
+// least Options.MaxWALs segments, never goes past the latest snapshot
+// marker (neither its index nor the segment it was written in), and never
+// touches the tail. Purged segments join the free pool ("<seq>.free") to
+// be reused by later cuts; beyond the pool's capacity they are deleted.
+// One directory fsync. Safe to call from another goroutine than Save.
+func (w *WAL) PurgeBefore(index uint64) (removed int, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usable(); err != nil {
+		return 0, err
+	}
+	if w.opts.MaxWALs < 0 {
+		return 0, nil
+	}
+	limit := min(index, w.snap.Index)
+	n := 0
+	for n < len(w.segs)-1 && len(w.segs)-n > w.opts.MaxWALs && w.purgeable(n, limit) {
+		n++
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	var names []string
+	var rerr error
+	for _, s := range w.segs[:n] {
+		if rerr = w.fs.Rename(join(w.dir, s.name), join(w.dir, freeName(s.seq))); rerr != nil {
+			rerr = fmt.Errorf("wal: purge: %w", rerr)
+			break
+		}
+		names = append(names, freeName(s.seq))
+		removed++
+	}
+	w.segs = w.segs[removed:]
+	w.prep.addFree(names...)
+	for _, name := range w.prep.trim(maxFreeSegments) {
+		if err := w.fs.Remove(join(w.dir, name)); err != nil && !isNotExist(err) {
+			w.logger.Warn("wal: removing surplus free segment", "file", name, "err", err)
+		}
+	}
+	if err := w.fs.SyncDir(w.dir); err != nil {
+		w.err = fmt.Errorf("wal: purge: fsync directory %s: %w", w.dir, err)
+		return removed, w.err
+	}
+	return removed, rerr
 }
 
-// Close releases the tail segment and its lock. Everything Save returned
-// for is already durable, so Close does not sync.
+// purgeable reports whether segment w.segs[i] (not the tail) is no longer
+// needed once a snapshot at limit is durable.
+func (w *WAL) purgeable(i int, limit uint64) bool {
+	s, next := w.segs[i], w.segs[i+1]
+	switch {
+	case s.seq >= w.snapSeq: // holds the latest marker, or comes after it
+		return false
+	case next.index > limit+1: // may hold live entries above limit
+		return false
+	case i+1 == len(w.segs)-1 && w.needCarry: // the tail does not carry the state yet
+		return false
+	}
+	return true
+}
+
+// Stats returns the I/O counters. Safe from any goroutine.
+func (w *WAL) Stats() Stats {
+	return Stats{
+		Syncs:            w.syncs.Load(),
+		BytesWritten:     w.bytes.Load(),
+		Writes:           w.writes.Load(),
+		Cuts:             w.cuts.Load(),
+		SegmentsCreated:  w.prepStats.created.Load(),
+		SegmentsRecycled: w.prepStats.recycled.Load(),
+		PrepareSyncs:     w.prepStats.syncs.Load(),
+		PrepareBytes:     w.prepStats.bytes.Load(),
+	}
+}
+
+// Close releases the tail segment and its lock, after waiting for a
+// background preparation. Everything Save returned for is already
+// durable, so Close does not sync.
 func (w *WAL) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -438,8 +698,12 @@ func (w *WAL) Close() error {
 		return nil
 	}
 	w.closed = true
+	perr := w.prep.close()
 	if err := w.f.Close(); err != nil {
 		return fmt.Errorf("wal: close: %w", err)
+	}
+	if perr != nil {
+		return fmt.Errorf("wal: close: %w", perr)
 	}
 	return nil
 }

@@ -1,13 +1,17 @@
 package wal
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -41,8 +45,35 @@ func TestWAL_OpenOfFreshWALGivesEmptyState(t *testing.T) {
 	dir := t.TempDir()
 	mustClose(t, createWAL(t, dir))
 	_, st := openWAL(t, dir)
-	if st.HardState == nil || len(st.Entries) != 0 || st.Metadata != testMD {
+	if st.HardState == nil || len(st.Entries) != 0 || st.Metadata != testMD || st.Snapshot != (SnapshotMarker{}) {
 		t.Fatalf("state: %+v", st)
+	}
+}
+
+func TestWAL_SegmentsArePreallocatedAndEveryWriteEndsOnASector(t *testing.T) {
+	dir := t.TempDir()
+	o := testOptions(t)
+	o.SegmentSize = 8 << 10
+	w := createWALWith(t, dir, o)
+	for i := uint64(1); i <= 60; i++ {
+		mustSave(t, w, hardState(1, 1, i), ents(1, i, i))
+		if w.off%sectorSize != 0 {
+			t.Fatalf("save %d: next write at %d, not on a sector boundary", i, w.off)
+		}
+	}
+	files := segmentFiles(t, dir)
+	if len(files) < 3 {
+		t.Fatalf("want several segments, have %d", len(files))
+	}
+	for _, f := range files {
+		if fi, _ := os.Stat(f); fi.Size() != o.SegmentSize {
+			t.Fatalf("%s is %d bytes, want preallocated to %d", f, fi.Size(), o.SegmentSize)
+		}
+	}
+	// The next segment is ready before the cut that needs it.
+	next := filepath.Join(dir, nextName(w.seq()+1))
+	if fi, err := os.Stat(next); err != nil || fi.Size() != o.SegmentSize {
+		t.Fatalf("next segment not prepared: %v", err)
 	}
 }
 
@@ -94,115 +125,113 @@ func TestWAL_ConflictingSuffixIsReplaced(t *testing.T) {
 	}
 }
 
-func TestWAL_TornTailIsTruncated(t *testing.T) {
-	// The log gets three Saves: records are metadata, entries 1-2, hard
-	// state, entries 3, entries 4, hard state. whole is how many survive.
-	type torn struct {
-		name string
-		// tear gets the file and the offset and size of the record to
-		// damage (for whole == 6, the end of the file and 0), and returns
-		// the new contents.
-		tear  func(data []byte, off, n int) []byte
-		whole int // 5: the last Save's entries record is torn; 6: all survive
-	}
-	zeros := func(n int) []byte { return make([]byte, n) }
-	tests := []torn{
-		{"cut mid record", func(d []byte, off, n int) []byte { return d[:off+n/2] }, 5},
-		{"cut mid record and zero padded", func(d []byte, off, n int) []byte {
-			return append(d[:off+n/2], zeros(4096)...)
-		}, 5},
-		{"cut mid record, short zero pad", func(d []byte, off, n int) []byte {
-			return append(d[:off+n-2], zeros(1)...)
-		}, 5},
-		{"partial header", func(d []byte, off, n int) []byte { return d[:off+5] }, 5},
-		{"partial header and zero padded", func(d []byte, off, n int) []byte {
-			return append(d[:off+3], zeros(100)...)
-		}, 5},
-		{"whole record, zeroed payload sector", func(d []byte, off, n int) []byte {
-			copy(d[off+10:off+n], zeros(n-10))
-			return append(d, zeros(512)...)
-		}, 5},
-		{"garbage length then zeros", func(d []byte, off, n int) []byte {
-			d = d[:off]
-			d = append(d, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4)
-			return append(d, zeros(64)...)
-		}, 6},
-		{"only zeros after the last record", func(d []byte, off, n int) []byte {
-			return append(d, zeros(1000)...)
-		}, 6},
+func TestWAL_TornTailIsRepaired(t *testing.T) {
+	// Two Saves return; a third, 4 sectors long, is torn: k of its sectors
+	// reach the disk, the rest hold what was there before (zeros in a
+	// fresh segment, stale bytes in a recycled one).
+	stale := bytes.Repeat([]byte("stale record bytes "), 200)
+	tests := []struct {
+		name  string
+		kept  int    // sectors of the third write that survive
+		old   []byte // what the rest of the file held; nil: zeros
+		torn  bool   // a warning and a repair are expected
+		patch func(d []byte, off int)
+	}{
+		{name: "nothing reached the disk", kept: 0},
+		{name: "nothing reached a recycled segment", kept: 0, old: stale},
+		{name: "one sector, zeros after", kept: 1, torn: true},
+		{name: "three sectors, zeros after", kept: 3, torn: true},
+		{name: "one sector, stale bytes after", kept: 1, old: stale, torn: true},
+		{name: "three sectors, stale bytes after", kept: 3, old: stale, torn: true},
+		{name: "garbage length then zeros", torn: true, patch: func(d []byte, off int) {
+			copy(d[off:], []byte{0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4})
+		}},
+		{name: "half a header", torn: true, patch: func(d []byte, off int) {
+			copy(d[off:], []byte{0x10, 0x20, 0, 0})
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			w := createWAL(t, dir)
 			mustSave(t, w, hardState(1, 1, 1), ents(1, 1, 2))
-			mustSave(t, w, nil, ents(1, 3, 3))
-			mustSave(t, w, hardState(1, 1, 3), ents(1, 4, 4))
-			mustClose(t, w)
-
+			mustSave(t, w, hardState(1, 1, 2), ents(1, 3, 3))
+			off := int(w.off)
 			path := segmentFiles(t, dir)[0]
-			offs := recordOffsets(t, path)
-			if len(offs) != 6 {
-				t.Fatalf("want 6 records, have %d", len(offs))
+			before, _ := os.ReadFile(path)
+			mustSave(t, w, hardState(1, 1, 4), []*raftpb.Entry{ent(1, 4, strings.Repeat("y", 1800))})
+			write := int(w.off) - off
+			after, _ := os.ReadFile(path)
+			mustClose(t, w)
+			if write < 4*sectorSize {
+				t.Fatalf("third write is %d bytes, want 4 sectors", write)
 			}
-			data, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
+
+			// Build the file as the crash left it.
+			data := before
+			if tt.old != nil {
+				for i := off + terminatorSize; i < len(data); i++ {
+					data[i] = tt.old[i%len(tt.old)]
+				}
 			}
-			lastOff := offs[len(offs)-1]
-			// Tear the entries record of the last Save (dropping its hard
-			// state record), or add to the end of the whole log.
-			off, n := len(data), 0
-			if tt.whole == 5 {
-				off, n = offs[4], lastOff-offs[4]
-				data = data[:lastOff]
+			copy(data[off:off+tt.kept*sectorSize], after[off:])
+			if tt.patch != nil {
+				tt.patch(data, off)
 			}
-			if err := os.WriteFile(path, tt.tear(data, off, n), 0o600); err != nil {
+			if err := os.WriteFile(path, data, 0o600); err != nil {
 				t.Fatal(err)
 			}
 
 			lg, logs := newLogger(t)
-			w2, st, err := Open(dir, lg)
-			if err != nil {
-				t.Fatalf("Open: %v", err)
+			o := testOptions(t)
+			o.Logger = lg
+			w2, st := openWALWith(t, dir, o)
+			checkEntries(t, st.Entries, ents(1, 1, 3))
+			checkHardState(t, st.HardState, hardState(1, 1, 2))
+			warned := strings.Contains(logs.buf.String(), "torn")
+			if warned != tt.torn {
+				t.Fatalf("torn warning: %v, want %v: %s", warned, tt.torn, logs.buf.String())
 			}
-			wantEnts, wantHS := ents(1, 1, 4), hardState(1, 1, 3)
-			if tt.whole == 5 {
-				wantEnts, wantHS = ents(1, 1, 3), hardState(1, 1, 1)
+			if tt.torn && (!strings.Contains(logs.buf.String(), filepath.Base(path)) || !strings.Contains(logs.buf.String(), fmt.Sprintf("offset=%d", off))) {
+				t.Fatalf("warning does not name file and offset %d: %s", off, logs.buf.String())
 			}
-			checkEntries(t, st.Entries, wantEnts)
-			checkHardState(t, st.HardState, wantHS)
-			if tt.name != "only zeros after the last record" {
-				if !strings.Contains(logs.buf.String(), filepath.Base(path)) || !strings.Contains(logs.buf.String(), fmt.Sprintf("offset=%d", off)) {
-					t.Fatalf("warning does not name file and offset %d: %s", off, logs.buf.String())
-				}
-				if fi, _ := os.Stat(path); fi.Size() != int64(off) {
-					t.Fatalf("file is %d bytes, want truncated to %d", fi.Size(), off)
-				}
+			repaired, _ := os.ReadFile(path)
+			if !allZero(repaired[off : off+terminatorSize]) {
+				t.Fatalf("no terminator at %d after repair", off)
+			}
+			if fi, _ := os.Stat(path); fi.Size() != int64(len(data)) {
+				t.Fatalf("file changed size from %d to %d", len(data), fi.Size())
 			}
 
 			// The repaired log takes new writes and reads back whole.
-			next := wantEnts[len(wantEnts)-1].GetIndex() + 1
-			mustSave(t, w2, hardState(2, 1, next), ents(2, next, next+1))
+			mustSave(t, w2, hardState(2, 1, 4), ents(2, 4, 5))
 			mustClose(t, w2)
-			_, st = openWAL(t, dir)
-			checkEntries(t, st.Entries, append(wantEnts, ents(2, next, next+1)...))
-			checkHardState(t, st.HardState, hardState(2, 1, next))
+			lg3, logs3 := newLogger(t)
+			o.Logger = lg3
+			_, st = openWALWith(t, dir, o)
+			checkEntries(t, st.Entries, append(ents(1, 1, 3), ents(2, 4, 5)...))
+			checkHardState(t, st.HardState, hardState(2, 1, 4))
+			if strings.Contains(logs3.buf.String(), "torn") {
+				t.Fatalf("second open found a torn write: %s", logs3.buf.String())
+			}
 		})
 	}
 }
 
 func TestWAL_FlippedByteMidLogRefusesToStart(t *testing.T) {
 	tests := []struct {
-		name   string
-		record int // which record to damage
-		at     int // byte within it
+		name string
+		// pick chooses the damaged record among those of the segment.
+		pick func(rs []recordAt) recordAt
+		at   int // byte within it
 	}{
-		{"payload of an early entries record", 1, 12},
-		{"crc of an early record", 1, 5},
-		{"type of an early record", 2, 8},
-		{"length of an early record", 1, 0},
-		{"metadata record", 0, 10},
+		{"payload of an early entries record", func(rs []recordAt) recordAt { return recordsOf(rs, recEntries)[0] }, 12},
+		{"crc of an early entries record", func(rs []recordAt) recordAt { return recordsOf(rs, recEntries)[0] }, 5},
+		{"length of an early entries record", func(rs []recordAt) recordAt { return recordsOf(rs, recEntries)[1] }, 0},
+		{"high byte of a length", func(rs []recordAt) recordAt { return recordsOf(rs, recEntries)[1] }, 3},
+		{"type of an early hard state record", func(rs []recordAt) recordAt { return recordsOf(rs, recHardState)[0] }, 8},
+		{"padding of an early write", func(rs []recordAt) recordAt { return recordsOf(rs, recPad)[2] }, 20},
+		{"metadata record", func(rs []recordAt) recordAt { return rs[0] }, 10},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -213,66 +242,73 @@ func TestWAL_FlippedByteMidLogRefusesToStart(t *testing.T) {
 			}
 			mustClose(t, w)
 			path := segmentFiles(t, dir)[0]
-			offs := recordOffsets(t, path)
-			data, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			off := offs[tt.record]
-			data[off+tt.at] ^= 0x10
+			r := tt.pick(records(t, path))
+			data, _ := os.ReadFile(path)
+			data[r.off+tt.at] ^= 0x10
 			if err := os.WriteFile(path, data, 0o600); err != nil {
 				t.Fatal(err)
 			}
 
-			lg, _ := newLogger(t)
-			_, _, err = Open(dir, lg)
+			_, _, err := OpenWithOptions(dir, testOptions(t))
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("Open: got %v, want ErrCorrupt", err)
 			}
-			want := fmt.Sprintf("in %s at offset %d", filepath.Base(path), off)
+			want := fmt.Sprintf("in %s at offset %d", filepath.Base(path), r.off)
 			if !strings.Contains(err.Error(), want) {
 				t.Fatalf("error %q does not say %q", err, want)
 			}
-			// Nothing was truncated.
 			after, _ := os.ReadFile(path)
-			if len(after) != len(data) {
-				t.Fatalf("file changed size from %d to %d", len(data), len(after))
+			if !bytes.Equal(after, data) {
+				t.Fatal("Open changed the file")
 			}
 		})
 	}
 }
 
-func TestWAL_BadRecordInEarlierSegmentIsCorruptionEvenAtItsEnd(t *testing.T) {
-	dir := t.TempDir()
-	w := createWAL(t, dir)
-	w.segmentSize = 256
-	for i := uint64(1); i <= 20; i++ {
-		mustSave(t, w, hardState(1, 1, i), ents(1, i, i))
+// manySegments makes a WAL of at least n segments, with entries 1..last.
+func manySegments(t *testing.T, dir string, o Options, n int) (last uint64) {
+	t.Helper()
+	w := createWALWith(t, dir, o)
+	for len(segmentFiles(t, dir)) < n {
+		last++
+		mustSave(t, w, hardState(1, 1, last), ents(1, last, last))
 	}
 	mustClose(t, w)
-	files := segmentFiles(t, dir)
-	if len(files) < 3 {
-		t.Fatalf("want at least 3 segments, have %d", len(files))
-	}
-	// Cut the first segment's last record in half: a torn tail, but not in
-	// the last segment.
-	offs := recordOffsets(t, files[0])
-	fi, _ := os.Stat(files[0])
-	last := offs[len(offs)-1]
-	if err := os.Truncate(files[0], int64(last)+(fi.Size()-int64(last))/2); err != nil {
-		t.Fatal(err)
-	}
-	lg, _ := newLogger(t)
-	_, _, err := Open(dir, lg)
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), fmt.Sprintf("%s at offset %d", filepath.Base(files[0]), last)) {
-		t.Fatalf("Open: %v", err)
+	return last
+}
+
+func TestWAL_BadRecordAtTheEndOfAFullSegmentIsCorruption(t *testing.T) {
+	o := testOptions(t)
+	o.SegmentSize = 4 << 10
+	for _, tt := range []struct {
+		name string
+		typ  byte
+	}{
+		{"its last entries record", recEntries},
+		{"its last hard state record", recHardState},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			manySegments(t, dir, o, 3)
+			files := segmentFiles(t, dir)
+			// Zero the last record of that type in the first segment: a
+			// torn tail, but not in the last segment.
+			rs := recordsOf(records(t, files[0]), tt.typ)
+			r := rs[len(rs)-1]
+			patchFile(t, files[0], r.off, make([]byte, r.n))
+			_, _, err := OpenWithOptions(dir, o)
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), fmt.Sprintf("%s at offset %d", filepath.Base(files[0]), r.off)) {
+				t.Fatalf("Open: %v", err)
+			}
+		})
 	}
 }
 
 func TestWAL_SegmentsAreCutAndReplayedInOrder(t *testing.T) {
 	dir := t.TempDir()
-	w := createWAL(t, dir)
-	w.segmentSize = 256
+	o := testOptions(t)
+	o.SegmentSize = 4 << 10
+	w := createWALWith(t, dir, o)
 	var want []*raftpb.Entry
 	for i := uint64(1); i <= 40; i++ {
 		es := ents(1+i/10, i, i)
@@ -294,61 +330,83 @@ func TestWAL_SegmentsAreCutAndReplayedInOrder(t *testing.T) {
 		if s.seq != uint64(i) {
 			t.Fatalf("segment %d has sequence %d", i, s.seq)
 		}
-		// Each segment begins with metadata; later ones carry the hard state.
-		data, _ := os.ReadFile(f)
-		typ, _, n, err := decodeRecord(data)
-		if err != nil || typ != recMetadata {
-			t.Fatalf("%s does not start with metadata: %v", f, err)
+		// Each segment begins with metadata; later ones carry a link and the hard state.
+		rs := records(t, f)
+		if rs[0].typ != recMetadata || rs[0].off != 0 {
+			t.Fatalf("%s does not start with metadata", f)
 		}
 		if i > 0 {
-			if typ, _, _, err := decodeRecord(data[n:]); err != nil || typ != recHardState {
-				t.Fatalf("%s: second record is not a hard state: %v", f, err)
+			var types []byte
+			for _, r := range rs[1:] {
+				if r.typ != recPad {
+					types = append(types, r.typ)
+				}
+			}
+			if len(types) < 2 || types[0] != recLink || types[1] != recHardState {
+				t.Fatalf("%s: records after the header are %v, want link then hard state", f, types)
 			}
 		}
 	}
 	if s, _ := parseSegmentName(filepath.Base(files[1])); s.index < 2 {
 		t.Fatalf("second segment named for index %d", s.index)
 	}
-	if des, _ := os.ReadDir(dir); len(des) != len(files) {
-		t.Fatalf("stray files in %s: %v", dir, des)
+	des, _ := os.ReadDir(dir)
+	for _, de := range des {
+		if _, ok := parseSegmentName(de.Name()); ok {
+			continue
+		}
+		if _, _, ok := parsePoolName(de.Name()); !ok {
+			t.Fatalf("stray file in %s: %s", dir, de.Name())
+		}
 	}
 
-	w2, st := openWAL(t, dir)
+	w2, st := openWALWith(t, dir, o)
 	checkEntries(t, st.Entries, want)
 	checkHardState(t, st.HardState, hardState(9, 2, 29))
 	mustSave(t, w2, nil, ents(9, 33, 33))
 	mustClose(t, w2)
-	_, st = openWAL(t, dir)
+	_, st = openWALWith(t, dir, o)
 	checkEntries(t, st.Entries, append(want, ents(9, 33, 33)...))
 }
 
-func TestWAL_CutCarriesTheHardStateIntoTheNewSegment(t *testing.T) {
+func TestWAL_CutCarriesTheStateIntoTheNewSegment(t *testing.T) {
 	dir := t.TempDir()
-	w := createWAL(t, dir)
-	w.segmentSize = 1
-	mustSave(t, w, hardState(4, 2, 0), nil) // cut right after
-	mustSave(t, w, nil, ents(4, 1, 1))      // and again
+	o := testOptions(t)
+	o.SegmentSize = 1 // every Save after the first in a segment cuts
+	w := createWALWith(t, dir, o)
+	mustSave(t, w, hardState(4, 2, 0), nil)
+	mustSave(t, w, nil, ents(4, 1, 3))
+	if err := w.SaveSnapshot(SnapshotMarker{Index: 3, Term: 4}); err != nil {
+		t.Fatal(err)
+	}
+	mustSave(t, w, nil, ents(4, 4, 4))
 	mustClose(t, w)
 	files := segmentFiles(t, dir)
-	if len(files) != 3 {
-		t.Fatalf("want 3 segments, have %d", len(files))
+	if len(files) != 4 {
+		t.Fatalf("want 4 segments, have %d", len(files))
 	}
-	// Losing the earlier segments (as snapshot-driven purging will) keeps
-	// the hard state.
+	// Losing the earlier segments (as purging does) keeps the hard state
+	// and the marker.
 	os.Remove(files[0])
-	_, st := openWAL(t, dir)
+	os.Remove(files[1])
+	os.Remove(files[2])
+	_, st := openWALWith(t, dir, o)
 	checkHardState(t, st.HardState, hardState(4, 2, 0))
-	checkEntries(t, st.Entries, ents(4, 1, 1))
+	if st.Snapshot != (SnapshotMarker{Index: 3, Term: 4}) {
+		t.Fatalf("snapshot: %+v", st.Snapshot)
+	}
+	checkEntries(t, st.Entries, ents(4, 4, 4))
 }
 
 func TestWAL_SaveWritesOnceAndSyncsOnce(t *testing.T) {
 	dir := t.TempDir()
-	w := createWAL(t, dir)
-	if s := w.Stats(); s != (Stats{}) {
+	o := testOptions(t)
+	var observed int
+	o.OnSync = func(time.Duration) { observed++ }
+	w := createWALWith(t, dir, o)
+	if s := w.Stats(); s.Syncs != 0 || s.Writes != 0 || s.BytesWritten != 0 {
 		t.Fatalf("fresh stats: %+v", s)
 	}
-	fi, _ := os.Stat(segmentFiles(t, dir)[0])
-	size := fi.Size()
 	saves := []struct {
 		hs *raftpb.HardState
 		es []*raftpb.Entry
@@ -357,42 +415,48 @@ func TestWAL_SaveWritesOnceAndSyncsOnce(t *testing.T) {
 		{nil, ents(1, 1, 1)},
 		{hardState(1, 1, 50), ents(1, 2, 50)},
 	}
+	var written uint64
 	for i, s := range saves {
+		start := w.off
 		mustSave(t, w, s.hs, s.es)
 		st := w.Stats()
-		if st.Writes != uint64(i+1) || st.Syncs != uint64(i+1) {
-			t.Fatalf("after %d saves: %+v", i+1, st)
+		if st.Writes != uint64(i+1) || st.Syncs != uint64(i+1) || observed != i+1 {
+			t.Fatalf("after %d saves: %+v, %d observed", i+1, st, observed)
 		}
-		fi, _ := os.Stat(segmentFiles(t, dir)[0])
-		if got := uint64(fi.Size() - size); got != st.BytesWritten {
-			t.Fatalf("BytesWritten %d, file grew by %d", st.BytesWritten, got)
+		written += uint64(w.off-start) + terminatorSize
+		if st.BytesWritten != written {
+			t.Fatalf("BytesWritten %d, want %d", st.BytesWritten, written)
 		}
 	}
-	// A cut costs one more write and two more syncs (file and directory).
-	w.segmentSize = 1
+	// A cut costs one directory fsync more, no write: the next segment
+	// was prepared ahead.
+	w.opts.SegmentSize = 1
 	before := w.Stats()
 	mustSave(t, w, nil, ents(1, 51, 51))
 	after := w.Stats()
-	if after.Writes-before.Writes != 2 || after.Syncs-before.Syncs != 3 {
+	if after.Writes-before.Writes != 1 || after.Syncs-before.Syncs != 2 || after.Cuts-before.Cuts != 1 {
 		t.Fatalf("save with cut: before %+v after %+v", before, after)
+	}
+	if after.PrepareSyncs-before.PrepareSyncs != 1 {
+		t.Fatalf("preparing the next segment: before %+v after %+v", before, after)
 	}
 }
 
 func TestWAL_EmptySaveDoesNothing(t *testing.T) {
 	dir := t.TempDir()
 	w := createWAL(t, dir)
-	fi, _ := os.Stat(segmentFiles(t, dir)[0])
+	data, _ := os.ReadFile(segmentFiles(t, dir)[0])
 	for _, hs := range []*raftpb.HardState{nil, {}, hardState(0, 0, 0)} {
 		for _, es := range [][]*raftpb.Entry{nil, {}} {
 			mustSave(t, w, hs, es)
 		}
 	}
-	if s := w.Stats(); s != (Stats{}) {
+	if s := w.Stats(); s.Writes != 0 || s.Syncs != 0 {
 		t.Fatalf("stats after empty saves: %+v", s)
 	}
-	fi2, _ := os.Stat(segmentFiles(t, dir)[0])
-	if fi.Size() != fi2.Size() {
-		t.Fatalf("file grew from %d to %d", fi.Size(), fi2.Size())
+	data2, _ := os.ReadFile(segmentFiles(t, dir)[0])
+	if !bytes.Equal(data, data2) {
+		t.Fatal("the segment changed")
 	}
 }
 
@@ -436,25 +500,11 @@ func TestWAL_LargeBatchIsSplitIntoRecordsThatFit(t *testing.T) {
 		t.Fatalf("oversized entry: %v", err)
 	}
 	mustClose(t, w)
-	offs := recordOffsets(t, segmentFiles(t, dir)[0])
-	if len(offs) < 5 {
-		t.Fatalf("want the batch split, have %d records", len(offs))
+	if rs := recordsOf(records(t, segmentFiles(t, dir)[0]), recEntries); len(rs) < 4 {
+		t.Fatalf("want the batch split, have %d entries records", len(rs))
 	}
 	_, st := openWAL(t, dir)
 	checkEntries(t, st.Entries, es)
-}
-
-func TestWAL_WriteErrorStopsTheWAL(t *testing.T) {
-	w := createWAL(t, t.TempDir())
-	mustSave(t, w, nil, ents(1, 1, 1))
-	w.f.Close() // the next write fails with EBADF
-	err := w.Save(nil, ents(1, 2, 2))
-	if err == nil || errors.Is(err, ErrFailed) {
-		t.Fatalf("first failing Save: %v", err)
-	}
-	if err2 := w.Save(nil, ents(1, 2, 2)); !errors.Is(err2, ErrFailed) {
-		t.Fatalf("Save after a failure: %v", err2)
-	}
 }
 
 func TestWAL_SaveAfterCloseIsRefused(t *testing.T) {
@@ -462,6 +512,12 @@ func TestWAL_SaveAfterCloseIsRefused(t *testing.T) {
 	mustClose(t, w)
 	if err := w.Save(nil, ents(1, 1, 1)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Save: %v", err)
+	}
+	if err := w.SaveSnapshot(SnapshotMarker{Index: 1}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("SaveSnapshot: %v", err)
+	}
+	if _, err := w.PurgeBefore(1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("PurgeBefore: %v", err)
 	}
 	if err := w.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
@@ -471,7 +527,7 @@ func TestWAL_SaveAfterCloseIsRefused(t *testing.T) {
 func TestWAL_CreateRefusesADirectoryThatHoldsAWAL(t *testing.T) {
 	dir := t.TempDir()
 	mustClose(t, createWAL(t, dir))
-	if _, err := Create(dir, testMD); !errors.Is(err, ErrExist) {
+	if _, err := CreateWithOptions(dir, testMD, testOptions(t)); !errors.Is(err, ErrExist) {
 		t.Fatalf("Create: %v", err)
 	}
 }
@@ -479,7 +535,7 @@ func TestWAL_CreateRefusesADirectoryThatHoldsAWAL(t *testing.T) {
 func TestWAL_CreateRefusesANonEmptyDirectory(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "other"), []byte("x"), 0o600)
-	if _, err := Create(dir, testMD); err == nil {
+	if _, err := CreateWithOptions(dir, testMD, testOptions(t)); err == nil {
 		t.Fatal("Create succeeded over a non-empty directory")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "other")); err != nil {
@@ -498,12 +554,31 @@ func TestWAL_CreateMakesMissingParents(t *testing.T) {
 	}
 }
 
+func TestWAL_DefaultsKeepTheOldSignaturesWorking(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "wal")
+	w, err := Create(dir, testMD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSave(t, w, hardState(1, 1, 1), ents(1, 1, 1))
+	mustClose(t, w)
+	if fi, _ := os.Stat(segmentFiles(t, dir)[0]); fi.Size() != DefaultSegmentSize {
+		t.Fatalf("segment is %d bytes, want %d", fi.Size(), DefaultSegmentSize)
+	}
+	w, st, err := Open(dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	checkEntries(t, st.Entries, ents(1, 1, 1))
+}
+
 func TestWAL_OpenWithoutSegmentsIsNotFound(t *testing.T) {
 	for _, dir := range []string{t.TempDir(), filepath.Join(t.TempDir(), "missing")} {
 		if Exist(dir) {
 			t.Fatalf("Exist(%s)", dir)
 		}
-		if _, _, err := Open(dir, nil); !errors.Is(err, ErrNotFound) {
+		if _, _, err := OpenWithOptions(dir, testOptions(t)); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("Open(%s): %v", dir, err)
 		}
 	}
@@ -512,28 +587,27 @@ func TestWAL_OpenWithoutSegmentsIsNotFound(t *testing.T) {
 func TestWAL_SecondOpenIsLocked(t *testing.T) {
 	dir := t.TempDir()
 	createWAL(t, dir) // left open
-	if _, _, err := Open(dir, nil); !errors.Is(err, ErrLocked) {
+	if _, _, err := OpenWithOptions(dir, testOptions(t)); !errors.Is(err, ErrLocked) {
 		t.Fatalf("Open: %v", err)
 	}
 }
 
 func TestWAL_MetadataMismatchRefusesToStart(t *testing.T) {
 	dir := t.TempDir()
-	w := createWAL(t, dir)
-	w.segmentSize = 1
+	o := testOptions(t)
+	o.SegmentSize = 1
+	w := createWALWith(t, dir, o)
 	mustSave(t, w, nil, ents(1, 1, 1))
+	mustSave(t, w, nil, ents(1, 2, 2))
 	mustClose(t, w)
 	// Rewrite the second segment's metadata for another member.
 	files := segmentFiles(t, dir)
-	data, _ := os.ReadFile(files[1])
-	_, _, n, _ := decodeRecord(data)
 	other := testMD
 	other.MemberID++
 	p, _ := encodeMetadata(other)
-	data = append(appendRecord(nil, recMetadata, p), data[n:]...)
-	os.WriteFile(files[1], data, 0o600)
+	patchFile(t, files[1], 0, appendRecord(nil, seedOf(t, files[1]), recMetadata, p))
 
-	_, _, err := Open(dir, nil)
+	_, _, err := OpenWithOptions(dir, o)
 	if !errors.Is(err, ErrMetadataMismatch) || !strings.Contains(err.Error(), filepath.Base(files[1])) {
 		t.Fatalf("Open: %v", err)
 	}
@@ -541,13 +615,31 @@ func TestWAL_MetadataMismatchRefusesToStart(t *testing.T) {
 
 func TestWAL_MissingMiddleSegmentIsCorruption(t *testing.T) {
 	dir := t.TempDir()
-	w := createWAL(t, dir)
-	w.segmentSize = 1
-	mustSave(t, w, nil, ents(1, 1, 1))
-	mustSave(t, w, nil, ents(1, 2, 2))
+	o := testOptions(t)
+	o.SegmentSize = 1
+	w := createWALWith(t, dir, o)
+	for i := uint64(1); i <= 3; i++ {
+		mustSave(t, w, nil, ents(1, i, i))
+	}
 	mustClose(t, w)
 	os.Remove(segmentFiles(t, dir)[1])
-	if _, _, err := Open(dir, nil); !errors.Is(err, ErrCorrupt) {
+	if _, _, err := OpenWithOptions(dir, o); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open: %v", err)
+	}
+}
+
+func TestWAL_MissingFirstSegmentsAreCorruptionUnlessASnapshotCoversThem(t *testing.T) {
+	dir := t.TempDir()
+	o := testOptions(t)
+	o.SegmentSize = 1
+	w := createWALWith(t, dir, o)
+	for i := uint64(1); i <= 3; i++ {
+		mustSave(t, w, nil, ents(1, i, i))
+	}
+	mustClose(t, w)
+	os.Remove(segmentFiles(t, dir)[0]) // entries 1 are gone, and no marker covers them
+	_, _, err := OpenWithOptions(dir, o)
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "entries 1 to 1 are missing") {
 		t.Fatalf("Open: %v", err)
 	}
 }
@@ -558,53 +650,31 @@ func TestWAL_IndexGapOnDiskIsCorruption(t *testing.T) {
 	mustSave(t, w, nil, ents(1, 1, 2))
 	mustClose(t, w)
 	path := segmentFiles(t, dir)[0]
-	fi, _ := os.Stat(path)
-	appendRaw(t, path, ents(1, 4, 4))
-	_, _, err := Open(dir, nil)
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), fmt.Sprintf("at offset %d: index gap", fi.Size())) {
+	end := dataEnd(t, path)
+	writeRaw(t, path, entriesRec(t, ents(1, 4, 4)))
+	_, _, err := OpenWithOptions(dir, testOptions(t))
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), fmt.Sprintf("at offset %d: index gap", end)) {
 		t.Fatalf("Open: %v", err)
 	}
 }
 
-// appendRaw appends an entries record to a segment, bypassing Save's checks.
-func appendRaw(t testing.TB, path string, es []*raftpb.Entry) {
-	t.Helper()
-	b, err := appendEntryRecords(nil, es, maxRecordLen-1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	appendBytes(t, path, b)
-}
-
-func appendBytes(t testing.TB, path string, b []byte) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.Write(b); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestWAL_SnapshotMarkerDropsCoveredEntries(t *testing.T) {
-	marker := func(index, term uint64) []byte {
-		p, err := encodeSnapshotForTest(index, term)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return appendRecord(nil, recSnapshot, p)
-	}
 	dir := t.TempDir()
 	w := createWAL(t, dir)
 	mustSave(t, w, nil, ents(1, 1, 5))
+	if err := w.SaveSnapshot(SnapshotMarker{Index: 3, Term: 1}); err != nil {
+		t.Fatal(err)
+	}
+	mustSave(t, w, nil, ents(1, 6, 6))
+	// A follower installing a snapshot past its log.
+	if err := w.SaveSnapshot(SnapshotMarker{Index: 10, Term: 2}); err != nil {
+		t.Fatal(err)
+	}
+	mustSave(t, w, nil, ents(2, 11, 12))
+	if err := w.SaveSnapshot(SnapshotMarker{Index: 5, Term: 1}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("marker moving back: %v", err)
+	}
 	mustClose(t, w)
-	path := segmentFiles(t, dir)[0]
-	appendBytes(t, path, marker(3, 1))
-	appendRaw(t, path, ents(1, 6, 6))
-	appendBytes(t, path, marker(10, 2))
-	appendRaw(t, path, ents(2, 11, 12))
 
 	w2, st := openWAL(t, dir)
 	if st.Snapshot != (SnapshotMarker{Index: 10, Term: 2}) {
@@ -614,20 +684,9 @@ func TestWAL_SnapshotMarkerDropsCoveredEntries(t *testing.T) {
 	mustSave(t, w2, nil, ents(2, 13, 13))
 	mustClose(t, w2)
 
-	appendBytes(t, path, marker(5, 1)) // markers never move back
-	if _, _, err := Open(dir, nil); !errors.Is(err, ErrCorrupt) {
+	writeRaw(t, segmentFiles(t, dir)[0], snapshotRecFor(t, 5, 1)) // markers never move back
+	if _, _, err := OpenWithOptions(dir, testOptions(t)); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Open: %v", err)
-	}
-}
-
-func TestWAL_OpenRemovesStaleCutFiles(t *testing.T) {
-	dir := t.TempDir()
-	mustClose(t, createWAL(t, dir))
-	stale := filepath.Join(dir, segmentName(1, 1)+tmpExt)
-	os.WriteFile(stale, []byte("half a segment"), 0o600)
-	openWAL(t, dir)
-	if _, err := os.Stat(stale); !os.IsNotExist(err) {
-		t.Fatalf("stale file kept: %v", err)
 	}
 }
 

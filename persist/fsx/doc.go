@@ -1,0 +1,66 @@
+// Package fsx is the small file-system interface that everything under
+// persist/ writes through, so that durability can be tested: OS is the real
+// file system (Linux system calls), CrashFS an in-memory one that simulates
+// power loss.
+//
+// # Contract
+//
+// FS and File mirror the os package, plus what a storage engine needs and
+// os does not give: File.Datasync (fdatasync(2)), File.Allocate
+// (fallocate(2): reserve blocks and set the size, so later writes inside
+// the file need no size update), File.Lock (an exclusive, non-blocking
+// flock(2), ErrLocked if held) and FS.SyncDir (fsync(2) of a directory, which
+// makes the creates, renames and removes done in it durable).
+//
+// What is durable after a call returns, on both implementations:
+//
+//   - File.Datasync and File.Sync: every write, Truncate and Allocate done
+//     on the file before the call (data and size). They differ only in
+//     timestamps, which CrashFS does not model; use Datasync.
+//   - FS.SyncDir(dir): every create, rename, remove and mkdir of an entry of
+//     dir done before the call. Nothing else makes a name durable: a file
+//     whose data was synced but whose directory was not can vanish.
+//   - Nothing else. A failed sync makes nothing durable, and (as on Linux,
+//     where the kernel marks the pages clean after reporting the error) the
+//     changes it covered are never made durable by a later sync either: the
+//     only safe reaction is to stop (fail-stop).
+//
+// Rename must keep both names in one directory; CrashFS refuses others.
+// Values are safe for concurrent use; a File is used by one goroutine at a
+// time (its Read and Write offset is shared state).
+//
+// # Crash model of CrashFS
+//
+// CrashFS keeps, per file, its durable contents and the list of changes
+// since the last successful sync, in order; per directory, its durable
+// entries and the list of entry changes since its last sync. At Crash (power
+// loss), for every file and every directory independently:
+//
+//   - a prefix of its unsynced changes survives, of random length from none
+//     to all, in the order they were made (journaled file systems commit
+//     metadata in order; writeback of one file's pages is modelled the same
+//     way);
+//   - if the first change that does not survive whole is a write, a prefix
+//     of it may survive: the write is cut into pieces at 512-byte
+//     (SectorSize) file offsets, and the first k pieces (0 <= k < pieces)
+//     reach the disk. A sector is never half written. Later sectors of a
+//     torn write never survive without the earlier ones: CrashFS does not
+//     model reordered sector writes within one write, nor a write that
+//     survives while an earlier unsynced one is lost.
+//
+// Then every open File of the crashed "process" becomes unusable
+// (ErrCrashed), locks are released, and reads see exactly the durable state.
+//
+// A test chooses when power fails with CrashAfter(n): the n-th mutating
+// operation from then on (write, truncate, allocate, sync, create, rename,
+// remove, mkdir) is in flight when power fails. It and every later
+// operation return ErrCrashed; the in-flight one counts as an unsynced
+// change (a write in flight may be torn, a sync in flight makes nothing
+// durable). The test then calls Crash to compute what survived and goes on
+// with the same CrashFS as the rebooted machine. All randomness comes from
+// the seed given to NewCrashFS, so a run is reproducible when one goroutine
+// drives it.
+//
+// FailSync and FailWrite make the n-th sync or write fail with a given
+// error, to prove that callers stop.
+package fsx
