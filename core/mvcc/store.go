@@ -129,6 +129,7 @@ func Open(path string, opts Options) (*Store, error) {
 	be, err := backend.Open(path, backend.Options{
 		Logger:        log,
 		Buckets:       [][]byte{bucketKey, bucketMeta, bucketLease, bucketAuth, bucketMembers, bucketWasm},
+		SeqBuckets:    [][]byte{bucketKey},
 		BatchInterval: opts.BatchInterval,
 		BatchLimit:    opts.BatchLimit,
 		Clock:         opts.Clock,

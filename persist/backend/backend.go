@@ -24,12 +24,20 @@ const (
 	DefaultInitialMmapSize = 64 << 20
 )
 
+// seqFillPercent is how full pages of SeqBuckets get, as etcd's
+// UnsafeSeqPut: nearly full, since nothing is inserted before the end.
+const seqFillPercent = 0.9
+
 // Options configures a Backend. The zero value is usable.
 type Options struct {
 	// Logger receives the backend's logs; nil discards them.
 	Logger *slog.Logger
 	// Buckets are created at Open if missing.
 	Buckets [][]byte
+	// SeqBuckets are buckets whose keys are only ever appended in
+	// increasing order (the revision-keyed "key" bucket): their pages are
+	// filled to seqFillPercent instead of bbolt's default half.
+	SeqBuckets [][]byte
 	// BatchInterval is the longest a write waits before it is committed;
 	// 0: DefaultBatchInterval.
 	BatchInterval time.Duration
@@ -56,6 +64,7 @@ type Options struct {
 type Backend struct {
 	path     string
 	opts     Options
+	seq      map[string]bool // SeqBuckets
 	log      *slog.Logger
 	clock    Clock
 	interval time.Duration
@@ -98,6 +107,10 @@ func Open(path string, opts Options) (*Backend, error) {
 		interval: opts.BatchInterval,
 		limit:    opts.BatchLimit,
 		work:     newBuffer(),
+		seq:      map[string]bool{},
+	}
+	for _, name := range opts.SeqBuckets {
+		b.seq[string(name)] = true
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
@@ -129,7 +142,10 @@ func (b *Backend) openDB(path string) (*bolt.DB, error) {
 		Timeout:         10 * time.Second,
 		InitialMmapSize: mmap,
 		FreelistType:    bolt.FreelistMapType,
-		OpenFile:        b.opts.OpenFile,
+		// As etcd: the freelist is rebuilt at open rather than written on
+		// every commit, which saves pages per commit (flash wear).
+		NoFreelistSync: true,
+		OpenFile:       b.opts.OpenFile,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("backend: opening %s: %w", path, err)

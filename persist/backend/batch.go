@@ -91,6 +91,11 @@ func (t *BatchTx) write(bucket []byte, e entry) error {
 	case e.deleted:
 		err = bk.Delete(e.key)
 	default:
+		if b.seq[string(bucket)] {
+			// Keys only grow here: fill pages instead of splitting them
+			// in half, as etcd does for its revision-keyed bucket.
+			bk.FillPercent = seqFillPercent
+		}
 		err = bk.Put(e.key, e.value)
 	}
 	if err != nil {

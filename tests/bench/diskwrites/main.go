@@ -279,9 +279,11 @@ func putLoad(ctx context.Context, t testing.TB, endpoints []string, o options, r
 	for i := range keys {
 		keys[i] = fmt.Sprintf("%0*d", o.keySize, rng.IntN(o.keySpace))
 	}
+	// One random value, as etcd's own benchmark tool uses: no compression
+	// could make it smaller.
 	val := make([]byte, o.valSize)
 	for i := range val {
-		val[i] = 'a' + byte(i%26)
+		val[i] = byte(rng.IntN(256))
 	}
 	value := string(val)
 
