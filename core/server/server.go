@@ -20,6 +20,7 @@ import (
 	"github.com/edgekv/edgekv/core/codec"
 	"github.com/edgekv/edgekv/core/mvcc"
 	"github.com/edgekv/edgekv/core/raftnode"
+	"github.com/edgekv/edgekv/persist/fsx"
 	"github.com/edgekv/edgekv/persist/snap"
 	"github.com/edgekv/edgekv/persist/wal"
 )
@@ -198,7 +199,7 @@ func New(cfg Config) (*Server, error) {
 		restored  *raftpb.Snapshot
 		err       error
 	)
-	if wal.Exist(walDir) {
+	if wal.ExistIn(s.walOptions().FS, walDir) {
 		if restored, err = s.restart(walDir); err != nil {
 			return nil, err
 		}
@@ -403,6 +404,9 @@ func (s *Server) ID() uint64 { return s.id }
 // walOptions are the WAL options, with logging and metrics filled in.
 func (s *Server) walOptions() wal.Options {
 	o := s.cfg.WAL
+	if o.FS == nil {
+		o.FS = fsx.OS{}
+	}
 	if o.Logger == nil {
 		o.Logger = s.lg
 	}

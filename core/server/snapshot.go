@@ -109,6 +109,10 @@ func (s *Server) maybeSnapshot() {
 		}
 	}
 	if _, err := s.wal.PurgeBefore(st.index); err != nil {
+		if errors.Is(err, wal.ErrFailed) {
+			s.cfg.Fatal(fmt.Errorf("purging write-ahead log segments: %w", err))
+			return
+		}
 		s.lg.Warn("purging write-ahead log segments", "err", err)
 	}
 	if err := s.snaps.Purge(s.cfg.MaxSnapshots, st.index); err != nil {
