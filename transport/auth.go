@@ -31,9 +31,13 @@ const (
 	macLen        = sha256.Size
 
 	// The role strings that make the dialer's and the listener's MACs differ,
-	// so neither side can reflect the other's proof.
-	roleDial   = "dial"
-	roleAccept = "accept"
+	// so neither side can reflect the other's proof. roleDiscover marks the
+	// hello of a joining member that asks for the cluster ID
+	// (DiscoverClusterID): a hello MAC'd for one purpose never passes for
+	// the other.
+	roleDial     = "dial"
+	roleAccept   = "accept"
+	roleDiscover = "discover"
 
 	// serverName is the SNI and certificate name. Certificates are not
 	// verified; it only has to be the same on both ends.
@@ -171,9 +175,54 @@ type authParams struct {
 // it just opened on conn to the member it knows as peer. On failure the
 // caller closes conn with closeOnError.
 func dialHello(ctx context.Context, conn *quic.Conn, str *quic.Stream, a authParams, peer uint64) error {
-	ekm, err := exportedKey(conn)
+	h, err := exchangeHello(ctx, conn, str, a, roleDial, peer)
 	if err != nil {
 		return err
+	}
+	if h.ClusterID != a.clusterID {
+		return refuse(codeClusterMismatch, "cluster ID mismatch",
+			fmt.Errorf("peer is in cluster %x, this member in %x", h.ClusterID, a.clusterID))
+	}
+	return checkReplyFrom(h, a, peer)
+}
+
+// discoverHello runs a joining member's side of the discovery hello on
+// str, a stream it just opened on conn to the member it knows as peer, and
+// returns the cluster ID the peer proved. a.clusterID is ignored: the
+// discovery hello carries 0. On failure the caller closes conn with
+// closeOnError.
+func discoverHello(ctx context.Context, conn *quic.Conn, str *quic.Stream, a authParams, peer uint64) (uint64, error) {
+	a.clusterID = 0
+	h, err := exchangeHello(ctx, conn, str, a, roleDiscover, peer)
+	if err != nil {
+		return 0, err
+	}
+	if err := checkReplyFrom(h, a, peer); err != nil {
+		return 0, err
+	}
+	if h.ClusterID == 0 {
+		return 0, refuse(codeProtocol, "no cluster ID in the reply", nil)
+	}
+	return h.ClusterID, nil
+}
+
+// checkReplyFrom checks that the listener's reply h comes from the member
+// the dialer meant to reach and is addressed to the dialer.
+func checkReplyFrom(h *hello, a authParams, peer uint64) error {
+	if h.From != peer || h.To != a.self {
+		return refuse(codeMemberMismatch, "member ID mismatch",
+			fmt.Errorf("expected member %x, the address answers as %x (for %x)", peer, h.From, h.To))
+	}
+	return nil
+}
+
+// exchangeHello sends the dialer's hello, MAC'd for role, and returns the
+// listener's reply once its MAC proved the token. The caller checks the
+// reply's IDs.
+func exchangeHello(ctx context.Context, conn *quic.Conn, str *quic.Stream, a authParams, role string, peer uint64) (*hello, error) {
+	ekm, err := exportedKey(conn)
+	if err != nil {
+		return nil, err
 	}
 	deadline := time.Now().Add(handshakeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -184,47 +233,49 @@ func dialHello(ctx context.Context, conn *quic.Conn, str *quic.Stream, a authPar
 
 	frame, err := appendHelloFrame(nil, &hello{
 		From: a.self, To: peer, ClusterID: a.clusterID,
-		MAC: helloMAC(a.token, ekm, roleDial, a.self, peer, a.clusterID),
+		MAC: helloMAC(a.token, ekm, role, a.self, peer, a.clusterID),
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := str.Write(frame); err != nil {
-		return fmt.Errorf("sending hello: %w", err)
+		return nil, fmt.Errorf("sending hello: %w", err)
 	}
 	payload, err := readFrame(str, nil, maxHelloBytes)
 	if err != nil {
-		return fmt.Errorf("reading hello reply: %w", err)
+		return nil, fmt.Errorf("reading hello reply: %w", err)
 	}
 	h, err := decodeHello(payload)
 	if err != nil {
-		return refuse(codeProtocol, "malformed hello", err)
+		return nil, refuse(codeProtocol, "malformed hello", err)
 	}
 	want := helloMAC(a.token, ekm, roleAccept, h.From, h.To, h.ClusterID)
 	if subtle.ConstantTimeCompare(h.MAC, want) != 1 {
-		return refuse(codeTokenMismatch, "cluster token mismatch", nil)
+		return nil, refuse(codeTokenMismatch, "cluster token mismatch", nil)
 	}
-	if h.ClusterID != a.clusterID {
-		return refuse(codeClusterMismatch, "cluster ID mismatch",
-			fmt.Errorf("peer is in cluster %x, this member in %x", h.ClusterID, a.clusterID))
-	}
-	if h.From != peer || h.To != a.self {
-		return refuse(codeMemberMismatch, "member ID mismatch",
-			fmt.Errorf("expected member %x, the address answers as %x (for %x)", peer, h.From, h.To))
-	}
-	return nil
+	return h, nil
 }
 
-// acceptHello runs the listener's side of the hello exchange on conn and
-// returns the authenticated peer ID and its message stream. known reports
-// whether an ID is a member this transport accepts. On failure the caller
-// closes conn with closeOnError.
-func acceptHello(ctx context.Context, conn *quic.Conn, a authParams, known func(uint64) bool) (uint64, *quic.Stream, error) {
+// accepted is a hello the listener accepted.
+type accepted struct {
+	from uint64       // the authenticated peer
+	str  *quic.Stream // its message stream
+	// discovery: the hello asked for the cluster ID only. The reply has
+	// been sent; the connection carries nothing else.
+	discovery bool
+}
+
+// acceptHello runs the listener's side of the hello exchange on conn: it
+// authenticates the dialer, replies, and returns the peer and its message
+// stream, or a discovery request already answered. known reports whether
+// an ID is a member this transport accepts. On failure the caller closes
+// conn with closeOnError.
+func acceptHello(ctx context.Context, conn *quic.Conn, a authParams, known func(uint64) bool) (accepted, error) {
 	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
 	str, err := conn.AcceptStream(ctx)
 	if err != nil {
-		return 0, nil, fmt.Errorf("waiting for the message stream: %w", err)
+		return accepted{}, fmt.Errorf("waiting for the message stream: %w", err)
 	}
 	deadline, _ := ctx.Deadline()
 	_ = str.SetDeadline(deadline)
@@ -233,32 +284,40 @@ func acceptHello(ctx context.Context, conn *quic.Conn, a authParams, known func(
 	payload, err := readFrame(str, nil, maxHelloBytes)
 	if err != nil {
 		if errors.Is(err, ErrFrameTooLarge) {
-			return 0, nil, refuse(codeProtocol, "hello too large", err)
+			return accepted{}, refuse(codeProtocol, "hello too large", err)
 		}
-		return 0, nil, fmt.Errorf("reading hello: %w", err)
+		return accepted{}, fmt.Errorf("reading hello: %w", err)
 	}
 	h, err := decodeHello(payload)
 	if err != nil {
-		return 0, nil, refuse(codeProtocol, "malformed hello", err)
+		return accepted{}, refuse(codeProtocol, "malformed hello", err)
 	}
 	ekm, err := exportedKey(conn)
 	if err != nil {
-		return 0, nil, err
+		return accepted{}, err
 	}
-	want := helloMAC(a.token, ekm, roleDial, h.From, h.To, h.ClusterID)
-	if subtle.ConstantTimeCompare(h.MAC, want) != 1 {
-		return 0, nil, refuse(codeTokenMismatch, "cluster token mismatch", nil)
-	}
-	if h.ClusterID != a.clusterID {
-		return 0, nil, refuse(codeClusterMismatch, "cluster ID mismatch",
+	// A dial hello is checked exactly as it always was, whatever its
+	// cluster ID; only a hello MAC'd as a discovery, with cluster ID 0,
+	// asks for the cluster ID.
+	dial := subtle.ConstantTimeCompare(h.MAC, helloMAC(a.token, ekm, roleDial, h.From, h.To, h.ClusterID)) == 1
+	discovery := !dial && h.ClusterID == 0 &&
+		subtle.ConstantTimeCompare(h.MAC, helloMAC(a.token, ekm, roleDiscover, h.From, h.To, 0)) == 1
+	switch {
+	case !dial && !discovery:
+		return accepted{}, refuse(codeTokenMismatch, "cluster token mismatch", nil)
+	case dial && h.ClusterID != a.clusterID:
+		return accepted{}, refuse(codeClusterMismatch, "cluster ID mismatch",
 			fmt.Errorf("peer is in cluster %x, this member in %x", h.ClusterID, a.clusterID))
+	case discovery && a.clusterID == 0:
+		return accepted{}, refuse(codeClusterMismatch, "cluster ID mismatch",
+			errors.New("a joining member asked for the cluster ID, this member has none"))
 	}
 	if h.To != a.self {
-		return 0, nil, refuse(codeMemberMismatch, "member ID mismatch",
+		return accepted{}, refuse(codeMemberMismatch, "member ID mismatch",
 			fmt.Errorf("peer dialed member %x, this is %x", h.To, a.self))
 	}
 	if h.From == a.self || !known(h.From) {
-		return 0, nil, refuse(codeUnknownMember, "unknown member",
+		return accepted{}, refuse(codeUnknownMember, "unknown member",
 			fmt.Errorf("member %x is not a peer of %x", h.From, a.self))
 	}
 	frame, err := appendHelloFrame(nil, &hello{
@@ -266,12 +325,12 @@ func acceptHello(ctx context.Context, conn *quic.Conn, a authParams, known func(
 		MAC: helloMAC(a.token, ekm, roleAccept, a.self, h.From, a.clusterID),
 	})
 	if err != nil {
-		return 0, nil, err
+		return accepted{}, err
 	}
 	if _, err := str.Write(frame); err != nil {
-		return 0, nil, fmt.Errorf("sending hello reply: %w", err)
+		return accepted{}, fmt.Errorf("sending hello reply: %w", err)
 	}
 	// The stream's send direction carries nothing after the reply.
 	_ = str.Close()
-	return h.From, str, nil
+	return accepted{from: h.From, str: str, discovery: discovery}, nil
 }

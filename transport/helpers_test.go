@@ -131,10 +131,11 @@ func (l *logBook) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// has reports whether some line contains all of parts.
-func (l *logBook) has(parts ...string) bool {
+// count returns how many lines contain all of parts.
+func (l *logBook) count(parts ...string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	n := 0
 	for _, line := range l.lines {
 		ok := true
 		for _, p := range parts {
@@ -144,11 +145,14 @@ func (l *logBook) has(parts ...string) bool {
 			}
 		}
 		if ok {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }
+
+// has reports whether some line contains all of parts.
+func (l *logBook) has(parts ...string) bool { return l.count(parts...) > 0 }
 
 // member is a Transport under test with its fake Raft and log.
 type member struct {

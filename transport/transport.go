@@ -51,7 +51,8 @@ var (
 	ErrMalformedFrame = errors.New("transport: malformed frame")
 	// ErrBadPeerURL: HostPort was given a URL it cannot use.
 	ErrBadPeerURL = errors.New("transport: bad peer URL")
-	// ErrInvalidConfig: New was given an unusable Config.
+	// ErrInvalidConfig: New was given an unusable Config, or
+	// DiscoverClusterID unusable arguments.
 	ErrInvalidConfig = errors.New("transport: invalid config")
 
 	// ErrSnapshotCorrupt: the db of an incoming snapshot failed a chunk or
@@ -168,10 +169,7 @@ func New(cfg Config) (*Transport, error) {
 		MaxIncomingStreams:    1 + maxSnapshotStreams,
 		MaxIncomingUniStreams: -1,
 	}
-	// The listener never opens streams on a connection it accepted.
-	dialConf := *t.qconf
-	dialConf.MaxIncomingStreams = -1
-	t.dialConf = &dialConf
+	t.dialConf = dialQUICConfig()
 	laddr, err := net.ResolveUDPAddr("udp", cfg.ListenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: resolving listen address %q: %w", cfg.ListenAddr, err)
@@ -195,6 +193,19 @@ func New(cfg Config) (*Transport, error) {
 	go t.reportLoop()
 	t.log.Info("peer transport listening", "addr", t.udp.LocalAddr().String())
 	return t, nil
+}
+
+// dialQUICConfig is the QUIC configuration of dialed connections: as for
+// accepted ones, except that the listener never opens streams on a
+// connection it accepted.
+func dialQUICConfig() *quic.Config {
+	return &quic.Config{
+		HandshakeIdleTimeout:  handshakeIdleTimeout,
+		MaxIdleTimeout:        maxIdleTimeout,
+		KeepAlivePeriod:       keepAlivePeriod,
+		MaxIncomingStreams:    -1,
+		MaxIncomingUniStreams: -1,
+	}
 }
 
 // statelessResetKey derives the QUIC stateless reset key from the cluster
@@ -357,7 +368,7 @@ func (t *Transport) serveConn(conn *quic.Conn) {
 	defer closeOnDone(t.ctx, conn, codeShutdown, "member shutting down")()
 	remote := conn.RemoteAddr().String()
 
-	from, str, err := acceptHello(t.ctx, conn, t.auth, t.isPeer)
+	acc, err := acceptHello(t.ctx, conn, t.auth, t.isPeer)
 	if err != nil {
 		var he *handshakeError
 		switch {
@@ -370,7 +381,13 @@ func (t *Transport) serveConn(conn *quic.Conn) {
 		closeOnError(conn, err)
 		return
 	}
+	from, str := acc.from, acc.str
 	log := t.log.With("peer", fmt.Sprintf("%x", from), "remote", remote)
+	if acc.discovery {
+		log.Info("told a joining member the cluster ID")
+		t.finishDiscovery(conn)
+		return
+	}
 
 	t.mu.Lock()
 	if t.closed || t.peers[from] == nil {
@@ -406,6 +423,21 @@ func (t *Transport) serveConn(conn *quic.Conn) {
 		log.Info("peer disconnected (inbound)", "err", err)
 		_ = conn.CloseWithError(codeNoError, "")
 	}
+}
+
+// finishDiscovery closes the connection of an answered discovery hello
+// once the joiner closed it, having read the reply, or after
+// handshakeTimeout. Closing at once could discard the reply before QUIC
+// delivered it.
+func (t *Transport) finishDiscovery(conn *quic.Conn) {
+	timer := time.NewTimer(handshakeTimeout)
+	defer timer.Stop()
+	select {
+	case <-conn.Context().Done():
+	case <-timer.C:
+	case <-t.ctx.Done():
+	}
+	_ = conn.CloseWithError(codeNoError, "cluster ID sent")
 }
 
 // isPeerShutdown reports whether err says the peer closed the connection

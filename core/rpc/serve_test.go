@@ -70,6 +70,9 @@ func (f *fakeBackend) MemberList(context.Context, bool) (*pb.MemberListResponse,
 	return &pb.MemberListResponse{Members: []*pb.Member{{ID: 1, Name: "a"}}}, nil
 }
 
+func (f *fakeBackend) HashKV(context.Context, int64) (*pb.HashKVResponse, error) {
+	return nil, f.err
+}
 func (f *fakeBackend) MemberAdd(context.Context, []string, bool) (*pb.MemberAddResponse, error) {
 	return nil, f.err
 }

@@ -19,6 +19,7 @@ type Backend interface {
 	Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error)
 	Status(ctx context.Context) (*pb.StatusResponse, error)
 	MemberList(ctx context.Context, linearizable bool) (*pb.MemberListResponse, error)
+	HashKV(ctx context.Context, rev int64) (*pb.HashKVResponse, error)
 	MemberAdd(ctx context.Context, peerURLs []string, isLearner bool) (*pb.MemberAddResponse, error)
 	MemberRemove(ctx context.Context, id uint64) (*pb.MemberRemoveResponse, error)
 }
@@ -62,6 +63,11 @@ type maintenanceServer struct {
 
 func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
 	resp, err := m.b.Status(ctx)
+	return resp, toGRPCError(err)
+}
+
+func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	resp, err := m.b.HashKV(ctx, r.Revision)
 	return resp, toGRPCError(err)
 }
 

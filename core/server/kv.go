@@ -214,3 +214,15 @@ func (s *Server) MemberList(ctx context.Context, linearizable bool) (*pb.MemberL
 	s.header(&resp.Header)
 	return resp, nil
 }
+
+// HashKV hashes the key-value history up to rev (0: the current revision)
+// so that members can be compared, as Maintenance.HashKV.
+func (s *Server) HashKV(ctx context.Context, rev int64) (*pb.HashKVResponse, error) {
+	h, hashRev, compactRev, err := s.kv.HashKV(rev)
+	if err != nil {
+		return nil, err
+	}
+	resp := &pb.HashKVResponse{Header: &pb.ResponseHeader{Revision: hashRev}, Hash: h, CompactRevision: compactRev, HashRevision: hashRev}
+	s.header(&resp.Header)
+	return resp, nil
+}
