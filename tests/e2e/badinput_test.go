@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -149,4 +150,37 @@ func snapshotDir(t *testing.T, dir string) map[string]string {
 	})
 	require.NoError(t, err)
 	return out
+}
+
+// TestBadInput_FlippedByteInTheWALRefusesToStart: a byte flipped in the
+// middle of the write-ahead log (valid records after it) is corruption, not a
+// torn write: the member refuses to start and names the file and offset.
+func TestBadInput_FlippedByteInTheWALRefusesToStart(t *testing.T) {
+	skipEdgekvIfAsked(t)
+	bin := framework.BuildEdgekv(t)
+	c := framework.StartCluster(t, bin, 1)
+	cli := c.Client(t, 0)
+	for i := 0; i < 20; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), framework.OpTimeout)
+		_, err := cli.Put(ctx, "/e2e/wal/"+itoa(i), "value")
+		cancel()
+		require.NoError(t, err)
+	}
+	m := c.Members[0]
+	c.Stop(0)
+
+	segs, err := filepath.Glob(filepath.Join(m.DataDir, "member", "wal", "*.wal"))
+	require.NoError(t, err)
+	require.NotEmpty(t, segs)
+	first := segs[0] // names sort by sequence: the oldest, with data after it
+	b, err := os.ReadFile(first)
+	require.NoError(t, err)
+	b[12] ^= 0x20 // inside the first record's payload
+	require.NoError(t, os.WriteFile(first, b, 0o600))
+
+	out, err := runMember(t, bin, m.Args()...)
+	require.Error(t, err, "a corrupt WAL must stop the member")
+	require.Contains(t, out, filepath.Base(first))
+	require.Contains(t, out, "offset")
+	require.Contains(t, out, "corrupt")
 }

@@ -192,6 +192,17 @@ func StartCluster(t testing.TB, binary string, n int, opts ...Option) *Cluster {
 	return c
 }
 
+// Args returns the member's command line after the binary (and any
+// wrapper), for running the same member by hand.
+func (m *Member) Args() []string {
+	for i, a := range m.argv {
+		if strings.HasPrefix(a, "--") {
+			return append([]string{}, m.argv[i:]...)
+		}
+	}
+	return nil
+}
+
 // Endpoints are the client URLs of all members, in member order.
 func (c *Cluster) Endpoints() []string {
 	eps := make([]string, len(c.Members))
