@@ -49,6 +49,45 @@ func checkNotConnected(tb testing.TB, m *member) {
 	}
 }
 
+// discovery is a DiscoverClusterID call running in the background.
+type discovery struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	id     uint64
+	err    error
+}
+
+func discoverInBackground(tb testing.TB, token string, peers map[uint64]string) *discovery {
+	tb.Helper()
+	logger, _ := joinerLog(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	d := &discovery{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		d.id, d.err = DiscoverClusterID(ctx, joinerID, token, peers, logger)
+	}()
+	tb.Cleanup(d.stop)
+	return d
+}
+
+// stop cancels the call and waits for it to return.
+func (d *discovery) stop() {
+	d.cancel()
+	<-d.done
+}
+
+// waitFor waits until cond holds, checking every 10 ms.
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestDiscoverClusterID_AMemberThatKnowsTheJoinerTellsItTheClusterID(t *testing.T) {
 	checkNoLeaks(t)
 	b := newMember(t, 2, "")
@@ -81,26 +120,14 @@ func TestDiscoverClusterID_AMemberThatKnowsTheJoinerTellsItTheClusterID(t *testi
 func TestDiscoverClusterID_RetriesUntilTheMemberAddIsApplied(t *testing.T) {
 	checkNoLeaks(t)
 	b := newMember(t, 2, "")
-	logger, _ := joinerLog(t)
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-
-	type result struct {
-		id  uint64
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		id, err := DiscoverClusterID(ctx, joinerID, testToken, map[uint64]string{2: b.Addr().String()}, logger)
-		done <- result{id, err}
-	}()
+	d := discoverInBackground(t, testToken, map[uint64]string{2: b.Addr().String()})
 	b.raft.waitUntil(t, "b refuses the joiner it does not know yet", func() bool {
 		return b.log.has("refused peer connection", "unknown member")
 	})
 	b.AddPeer(joinerID, silentAddr(t))
-	r := <-done
-	if r.err != nil || r.id != testClusterID {
-		t.Fatalf("DiscoverClusterID = %x, %v; want %x", r.id, r.err, testClusterID)
+	<-d.done
+	if d.err != nil || d.id != testClusterID {
+		t.Fatalf("DiscoverClusterID = %x, %v; want %x", d.id, d.err, testClusterID)
 	}
 	checkNotConnected(t, b)
 }
@@ -130,22 +157,20 @@ func TestDiscoverClusterID_KeepsRetryingWhileTheListenerRefuses(t *testing.T) {
 			if tc.add {
 				b.AddPeer(joinerID, silentAddr(t))
 			}
-			logger, _ := joinerLog(t)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			got, err := DiscoverClusterID(ctx, joinerID, tc.token, map[uint64]string{tc.expect: b.Addr().String()}, logger)
-			if err == nil {
-				t.Fatalf("discovered cluster ID %x", got)
+			d := discoverInBackground(t, tc.token, map[uint64]string{tc.expect: b.Addr().String()})
+			b.raft.waitUntil(t, "the listener refuses the joiner again and again", func() bool {
+				return b.log.count("refused peer connection", tc.reason) >= 3
+			})
+			d.stop()
+			if d.err == nil {
+				t.Fatalf("discovered cluster ID %x", d.id)
 			}
-			if !errors.Is(err, context.DeadlineExceeded) {
-				t.Fatalf("error %v does not say the context ended", err)
+			if !errors.Is(d.err, context.Canceled) {
+				t.Fatalf("error %v does not say the context ended", d.err)
 			}
 			var appErr *quic.ApplicationError
-			if !errors.As(err, &appErr) || appErr.ErrorCode != tc.code || !appErr.Remote {
-				t.Fatalf("error %v does not carry the listener's refusal %#x", err, tc.code)
-			}
-			if n := b.log.count("refused peer connection", tc.reason); n < 2 {
-				t.Fatalf("the listener refused %d times, want retries", n)
+			if !errors.As(d.err, &appErr) || appErr.ErrorCode != tc.code || !appErr.Remote {
+				t.Fatalf("error %v does not carry the listener's refusal %#x", d.err, tc.code)
 			}
 			checkNotConnected(t, b)
 		})
@@ -276,31 +301,32 @@ func TestDiscoverClusterID_TheJoinerChecksTheAnswer(t *testing.T) {
 				}
 				return tc.reply(ekm, h)
 			})
-			logger, _ := joinerLog(t)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			got, err := DiscoverClusterID(ctx, joinerID, testToken, map[uint64]string{rogueID: rogue.addr}, logger)
+			d := discoverInBackground(t, testToken, map[uint64]string{rogueID: rogue.addr})
+			if tc.code == codeNoError {
+				<-d.done
+				if d.err != nil || d.id != testClusterID {
+					t.Fatalf("DiscoverClusterID = %x, %v; want %x", d.id, d.err, testClusterID)
+				}
+			} else {
+				waitFor(t, "the joiner refuses the answer again and again", func() bool {
+					return len(rogue.closeCodes()) >= 3
+				})
+				d.stop()
+			}
 			if !asked.Load() {
 				t.Fatal("the joiner did not send a discovery hello MAC'd with the token")
 			}
 			if tc.code == codeNoError {
-				if err != nil || got != testClusterID {
-					t.Fatalf("DiscoverClusterID = %x, %v; want %x", got, err, testClusterID)
-				}
 				return
 			}
-			if err == nil {
-				t.Fatalf("the joiner trusted the answer: cluster ID %x", got)
+			if d.err == nil {
+				t.Fatalf("the joiner trusted the answer: cluster ID %x", d.id)
 			}
 			var he *handshakeError
-			if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &he) || he.code != tc.code {
-				t.Fatalf("error %v, want the context's end and refusal %#x", err, tc.code)
+			if !errors.Is(d.err, context.Canceled) || !errors.As(d.err, &he) || he.code != tc.code {
+				t.Fatalf("error %v, want the context's end and refusal %#x", d.err, tc.code)
 			}
-			codes := rogue.closeCodes()
-			if len(codes) < 2 {
-				t.Fatalf("the joiner tried %d times, want retries", len(codes))
-			}
-			for _, c := range codes {
+			for _, c := range rogue.closeCodes() {
 				if c != tc.code {
 					t.Fatalf("the joiner closed with %#x, want %#x", c, tc.code)
 				}

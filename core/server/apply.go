@@ -185,8 +185,14 @@ func (s *Server) applyConfChange(e *raftpb.Entry) {
 	}
 	s.ast.applyConfChange(cc)
 	id := cc.GetNodeId()
+	var result error
 	switch cc.GetType() {
 	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
+		if old, ok := s.members.get(id); ok && len(old.PeerURLs) > 0 && cc.GetId() != 0 {
+			// A concurrent add of the same member: Raft already has it.
+			result = ErrMemberExist
+			break
+		}
 		var m Member
 		if err := codec.Unmarshal(cc.GetContext(), &m); err != nil {
 			s.lg.Error("conf change carries an unreadable member", "index", e.GetIndex(), "err", err)
@@ -202,7 +208,7 @@ func (s *Server) applyConfChange(e *raftpb.Entry) {
 		}
 	}
 	if cc.GetId() != 0 {
-		s.waits.trigger(cc.GetId(), applyResult{})
+		s.waits.trigger(cc.GetId(), applyResult{err: result})
 	}
 }
 

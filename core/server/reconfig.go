@@ -44,6 +44,11 @@ func (s *Server) MemberAdd(ctx context.Context, peerURLs []string, isLearner boo
 		return nil, err
 	}
 	id := MemberID(peerURLs, s.cfg.InitialClusterToken)
+	// Check against the membership as of now, not as this member last
+	// applied it; apply checks again for concurrent adds.
+	if err := s.linearizableReadNotify(ctx); err != nil {
+		return nil, err
+	}
 	for _, m := range s.members.all() {
 		if m.ID == id {
 			return nil, ErrMemberExist
@@ -76,6 +81,9 @@ func (s *Server) MemberAdd(ctx context.Context, peerURLs []string, isLearner boo
 
 // MemberRemove removes a member through Raft.
 func (s *Server) MemberRemove(ctx context.Context, id uint64) (*pb.MemberRemoveResponse, error) {
+	if err := s.linearizableReadNotify(ctx); err != nil {
+		return nil, err
+	}
 	if _, ok := s.members.get(id); !ok {
 		return nil, ErrMemberNotFound
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -79,7 +80,11 @@ type Config struct {
 	Backend                mvcc.Options
 
 	NewTransport TransportFactory
-	Logger       *slog.Logger
+	// DiscoverClusterID asks running members (ID -> peer URL) for the
+	// cluster ID, for a member joining with InitialClusterState
+	// "existing"; the transport implements it.
+	DiscoverClusterID func(ctx context.Context, self uint64, token string, peers map[uint64]string) (uint64, error)
+	Logger            *slog.Logger
 	// Fatal is called on an unrecoverable storage error; default exits.
 	Fatal func(error)
 	// Ticks replaces the wall-clock Raft ticker (tests).
@@ -107,14 +112,15 @@ type Server struct {
 	id        uint64
 	clusterID uint64
 
-	wal      *wal.WAL
-	walState *wal.State // what restart read, until Start loads it
-	snaps    *snap.Snapshotter
-	storage  raftStorage
-	raftLog  *raft.MemoryStorage
-	dbPath   string
-	kv       *mvcc.Store
-	ast      applyState // owned by the apply goroutine
+	wal       *wal.WAL
+	walState  *wal.State        // what restart read, until Start loads it
+	joinPeers map[uint64]string // members to reach first when joining
+	snaps     *snap.Snapshotter
+	storage   raftStorage
+	raftLog   *raft.MemoryStorage
+	dbPath    string
+	kv        *mvcc.Store
+	ast       applyState // owned by the apply goroutine
 
 	snapshotsInstalled atomic.Int64
 	node               *raftnode.Node
@@ -237,6 +243,11 @@ func New(cfg Config) (*Server, error) {
 		s.transport = nil
 		return fail(fmt.Errorf("starting peer transport: %w", err))
 	}
+	for id, u := range s.joinPeers {
+		if err := s.transport.AddPeer(id, u); err != nil {
+			return fail(err)
+		}
+	}
 	if restored != nil {
 		if err := s.restoreSnapshot(restored); err != nil {
 			return fail(err)
@@ -280,12 +291,10 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// bootstrap creates the WAL of a brand-new member of a new cluster.
+// bootstrap creates the WAL of a brand-new member: of a new cluster, or of
+// a running one that added it (--initial-cluster-state existing).
 func (s *Server) bootstrap(walDir string) ([]raft.Peer, error) {
 	cfg := s.cfg
-	if cfg.InitialClusterState == "existing" {
-		return nil, fmt.Errorf("--initial-cluster-state=existing: joining a running cluster needs member add, which edgekv does not support yet")
-	}
 	self, ok := cfg.InitialCluster[cfg.Name]
 	if !ok {
 		return nil, fmt.Errorf("--initial-cluster has no member named %q (--name)", cfg.Name)
@@ -317,14 +326,49 @@ func (s *Server) bootstrap(walDir string) ([]raft.Peer, error) {
 		peers = append(peers, raft.Peer{ID: id, Context: mctx})
 	}
 	s.id = MemberID(self, cfg.InitialClusterToken)
-	s.clusterID = ClusterID(ids)
+	if cfg.InitialClusterState == "existing" {
+		if err := s.discoverCluster(); err != nil {
+			return nil, err
+		}
+		peers = nil // the leader sends the log or a snapshot
+	} else {
+		s.clusterID = ClusterID(ids)
+	}
 	w, err := wal.CreateWithOptions(walDir, wal.Metadata{Name: cfg.Name, MemberID: s.id, ClusterID: s.clusterID, Token: cfg.InitialClusterToken}, s.walOptions())
 	if err != nil {
 		return nil, fmt.Errorf("creating write-ahead log: %w", err)
 	}
 	s.wal = w
-	s.lg.Info("bootstrapped new member", "name", cfg.Name, "id", fmt.Sprintf("%x", s.id), "cluster-id", fmt.Sprintf("%x", s.clusterID))
+	s.lg.Info("bootstrapped new member", "name", cfg.Name, "id", fmt.Sprintf("%x", s.id), "cluster-id", fmt.Sprintf("%x", s.clusterID),
+		"state", cfg.InitialClusterState)
 	return peers, nil
+}
+
+// discoverCluster learns the cluster ID from the running members named in
+// --initial-cluster, which must already have added this member.
+func (s *Server) discoverCluster() error {
+	if s.cfg.DiscoverClusterID == nil {
+		return errors.New("--initial-cluster-state=existing: no way to reach the running members")
+	}
+	others := map[uint64]string{}
+	for name, urls := range s.cfg.InitialCluster {
+		if name != s.cfg.Name {
+			others[MemberID(urls, s.cfg.InitialClusterToken)] = urls[0]
+		}
+	}
+	if len(others) == 0 {
+		return errors.New("--initial-cluster-state=existing: --initial-cluster names no running member to join")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	id, err := s.cfg.DiscoverClusterID(ctx, s.id, s.cfg.InitialClusterToken, others)
+	if err != nil {
+		return fmt.Errorf("joining the cluster of %v: %w (was this member added with 'member add' and the same --initial-cluster-token?)",
+			slices.Collect(maps.Values(others)), err)
+	}
+	s.clusterID = id
+	s.joinPeers = others
+	return nil
 }
 
 // restart reopens the WAL and checks it belongs to this member. It returns

@@ -355,3 +355,75 @@ func TestServer_LaggingFollowerCatchesUpBySnapshot(t *testing.T) {
 		t.Fatalf("after restart from the installed snapshot: %v %v", resp, err)
 	}
 }
+
+func TestServer_AddedMemberJoinsBySnapshot(t *testing.T) {
+	c := newTestClusterWith(t, 3, func(cfg *Config) {
+		cfg.SnapshotCount = 20
+		cfg.SnapshotCatchUpEntries = 5
+	})
+	for i := 0; i < 60; i++ {
+		retry(t, func() error {
+			_, err := c.servers[i%3].Put(ctxT(t), &pb.PutRequest{Key: []byte(fmt.Sprintf("k%03d", i)), Value: []byte("v")})
+			return err
+		})
+	}
+	newURL := "http://127.0.0.1:20099"
+	var added *pb.MemberAddResponse
+	retry(t, func() (err error) {
+		added, err = c.servers[0].MemberAdd(ctxT(t), []string{newURL}, false)
+		return err
+	})
+	if len(added.Members) != 4 || added.Member.ID != MemberID([]string{newURL}, "tok") {
+		t.Fatalf("member add: %v", added)
+	}
+	if _, err := c.servers[1].MemberAdd(ctxT(t), []string{newURL}, false); !errors.Is(err, ErrMemberExist) {
+		t.Fatalf("adding the same member twice: %v", err)
+	}
+
+	// Start the new member as etcd's "member add" output says.
+	c.names = append(c.names, "m3")
+	c.dirs = append(c.dirs, t.TempDir())
+	c.initial["m3"] = []string{newURL}
+	c.servers = append(c.servers, nil)
+	tweak := c.tweak
+	c.tweak = func(cfg *Config) {
+		tweak(cfg)
+		if cfg.Name == "m3" {
+			cfg.InitialClusterState = "existing"
+			cfg.DiscoverClusterID = func(_ context.Context, self uint64, _ string, _ map[uint64]string) (uint64, error) {
+				for _, s := range c.servers[:3] {
+					if _, ok := s.members.get(self); ok {
+						return s.ClusterID(), nil
+					}
+				}
+				return 0, errors.New("nobody knows this member")
+			}
+		}
+	}
+	c.start(3)
+	s3 := c.servers[3]
+	if s3.ClusterID() != c.servers[0].ClusterID() {
+		t.Fatalf("joined cluster %x, want %x", s3.ClusterID(), c.servers[0].ClusterID())
+	}
+	retry(t, func() error {
+		if s3.applied.get() < c.servers[0].applied.get() {
+			return fmt.Errorf("new member at %d", s3.applied.get())
+		}
+		return nil
+	})
+	if s3.snapshotsInstalled.Load() == 0 {
+		t.Fatal("the new member joined without a snapshot")
+	}
+	resp, err := s3.Range(ctxT(t), &pb.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l"), Serializable: true})
+	if err != nil || resp.Count != 60 {
+		t.Fatalf("new member has %d keys (%v)", resp.GetCount(), err)
+	}
+	// It publishes its name, and takes writes like the others.
+	retry(t, func() error {
+		if m, ok := s3.members.get(s3.ID()); !ok || m.Name != "m3" {
+			return errors.New("not published yet")
+		}
+		_, err := s3.Put(ctxT(t), &pb.PutRequest{Key: []byte("from-new"), Value: []byte("v")})
+		return err
+	})
+}
