@@ -137,6 +137,7 @@ type WAL struct {
 	snapSeq   uint64         // segment where snap was first written
 	next      uint64         // Save's first entry index may be at most this; 0: any
 	prep      *preparer
+	lazyPrep  bool // Open left preparing the next segment to the first write
 
 	now         func() time.Time // time.Now; tests fake it
 	recordLimit int              // payload budget of one entries record
@@ -369,8 +370,11 @@ func OpenWithOptions(dir string, opts Options) (*WAL, *State, error) {
 		// Cut, then crashed before the first write: that write must carry.
 		w.needCarry, w.prevEnd = true, ends[len(segs)-2]
 	}
+	// The next segment is prepared at the first write, not here: opening a
+	// WAL that the caller then refuses (another member's data dir) must
+	// leave the directory as it was.
 	w.prep = w.newPreparer(pool)
-	w.prep.start(tail.seq + 1)
+	w.lazyPrep = true
 	return w, st, nil
 }
 
@@ -491,6 +495,10 @@ func writeLen(base, n int64) int64 {
 // it) and writes them with one write and one fdatasync. Any failure
 // poisons the WAL.
 func (w *WAL) write(recs []rec) error {
+	if w.lazyPrep {
+		w.lazyPrep = false
+		w.prep.start(w.seq() + 1)
+	}
 	carry, err := w.carry()
 	if err != nil {
 		return err
