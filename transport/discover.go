@@ -28,18 +28,24 @@ import (
 // DiscoverClusterID binds its own ephemeral UDP socket and releases it
 // before it returns, so it can run before New binds the listen address.
 // logger may be nil: slog.Default(). When ctx ends first, the error wraps
-// context.Cause(ctx) and the error of the last attempt. Without a usable
-// peer (only self or ID 0) or with self 0, it fails at once with
-// ErrInvalidConfig.
+// context.Cause(ctx) and the error of the last attempt. With self 0,
+// without another member (only self or ID 0) or with an address that is
+// not "host:port" (a peer URL goes through HostPort first), it fails at
+// once with ErrInvalidConfig.
 func DiscoverClusterID(ctx context.Context, self uint64, token string, peers map[uint64]string, logger *slog.Logger) (uint64, error) {
 	if self == 0 {
 		return 0, fmt.Errorf("%w: member ID is 0", ErrInvalidConfig)
 	}
 	ids := make([]uint64, 0, len(peers))
-	for id := range peers {
-		if id != 0 && id != self {
-			ids = append(ids, id)
+	for id, addr := range peers {
+		if id == 0 || id == self {
+			continue
 		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return 0, fmt.Errorf("%w: address %q of member %x is not host:port (see HostPort): %v",
+				ErrInvalidConfig, addr, id, err)
+		}
+		ids = append(ids, id)
 	}
 	if len(ids) == 0 {
 		return 0, fmt.Errorf("%w: no other member to ask for the cluster ID", ErrInvalidConfig)

@@ -111,13 +111,14 @@
 //	                  msg = ekm || role || from || to || clusterID)
 //	ekm = TLS exporter: ExportKeyingMaterial("EXPORTER-edgekv-peer-auth", nil, 32)
 //
-// with the integers as 8-byte big-endian and role the ASCII string "dial".
-// The listener checks the MAC in constant time, then that clusterID is its
-// cluster, that to is its own ID and that from is a peer added with
-// AddPeer, and replies with its own hello (role "accept", from and to
-// swapped), which the dialer checks the same way, including that the reply
-// comes from the member it meant to reach. Only then does the dialer send
-// message frames. The exchange must finish within 5 s. On any failure the
+// with the integers as 8-byte big-endian and role the ASCII string "dial"
+// (or "discover", see Cluster ID discovery). The listener checks the MAC
+// in constant time, then that clusterID is its cluster, that to is its own
+// ID and that from is a peer added with AddPeer, and replies with its own
+// hello (role "accept", from and to swapped), which the dialer checks the
+// same way, including that the reply comes from the member it meant to
+// reach. Only then does the dialer send message frames. The exchange must
+// finish within 5 s. On any failure the
 // connection is closed with a QUIC application error and a reason, and a
 // warning naming the remote address is logged on the refusing side:
 //
@@ -128,6 +129,34 @@
 //
 // A member keeps at most one inbound connection per peer: a newly
 // authenticated one closes the older one with 0x6.
+//
+// # Cluster ID discovery
+//
+// A member joining a running cluster (member add, then
+// --initial-cluster-state existing) knows its own ID and the other
+// members' IDs and addresses, but not the cluster ID. DiscoverClusterID
+// learns it with a discovery hello, a variant of the hello above on a
+// connection of its own (dialed from an ephemeral UDP port, before New):
+//
+//	[from u64, to u64, clusterID u64 = 0, mac bstr(32)]
+//	mac = HMAC-SHA256(key = token, msg = ekm || "discover" || from || to || 0)
+//
+// The listener takes a hello whose MAC verifies with role "dial" as a
+// normal hello, whatever its clusterID: one with clusterID 0 is refused
+// with 0x2 as before. Only a hello with clusterID 0 whose MAC verifies
+// with role "discover" is a discovery; any other MAC is refused with 0x1.
+// A discovery is then checked like a normal hello (to must be the
+// listener's ID, else 0x3; from must be a peer added with AddPeer, else
+// 0x4), and refused with 0x2 if the listener itself has cluster ID 0. The
+// listener answers with its ordinary reply hello (role "accept", carrying
+// its cluster ID), serves nothing else on that connection, delivers
+// nothing to Raft and does not count the connection as the peer's inbound
+// one; it waits up to 5 s for the joiner to close the connection, then
+// closes it with 0x0. The joiner checks the reply's MAC (role "accept"),
+// that from is the ID it expects at that address and to is its own (else
+// it closes with 0x1 or 0x3), and that the cluster ID is not 0 (else
+// 0x5), then closes with 0x0 and uses the ID. Each failure is retried, as
+// the member add may not yet be applied where it asked.
 //
 // # Snapshots
 //

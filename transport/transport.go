@@ -432,6 +432,11 @@ func (t *Transport) serveConn(conn *quic.Conn) {
 func (t *Transport) finishDiscovery(conn *quic.Conn) {
 	timer := time.NewTimer(handshakeTimeout)
 	defer timer.Stop()
+	select {
+	case <-conn.Context().Done():
+	case <-timer.C:
+	case <-t.ctx.Done():
+	}
 	_ = conn.CloseWithError(codeNoError, "cluster ID sent")
 }
 
