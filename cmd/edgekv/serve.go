@@ -211,6 +211,17 @@ func serve(ctx context.Context, f *flags, stderr io.Writer) error {
 		WAL:                    wal.Options{SegmentSize: f.walSegmentSize, MaxWALs: keepAll(f.maxWALs)},
 		Backend:                mvcc.Options{BatchInterval: f.backendBatchInterval, BatchLimit: f.backendBatchLimit},
 		Logger:                 lg,
+		DiscoverClusterID: func(ctx context.Context, self uint64, token string, peers map[uint64]string) (uint64, error) {
+			addrs := make(map[uint64]string, len(peers))
+			for id, u := range peers {
+				addr, err := transport.HostPort(u)
+				if err != nil {
+					return 0, fmt.Errorf("--initial-cluster: %w", err)
+				}
+				addrs[id] = addr
+			}
+			return transport.DiscoverClusterID(ctx, self, token, addrs, lg.With("component", "transport"))
+		},
 		NewTransport: func(d server.TransportDeps) (server.PeerTransport, error) {
 			t, err := transport.New(transport.Config{
 				ID:         d.MemberID,
