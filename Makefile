@@ -1,6 +1,9 @@
 # edgekv: `make run` starts a 3-member cluster on 127.0.0.1, `make test` runs
 # the test suite. Both need only Go; what else they need they install.
 
+SHELL       := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
@@ -37,6 +40,9 @@ lint:
 
 unit:
 	$(GO) test -race -count=1 ./...
+	@# The power-loss simulation at its full 3000 crash points (-race runs 1000).
+	$(GO) test -count=1 -v -run 'TestWAL_PowerLoss' ./persist/wal | grep -E 'crash points|^(---|ok|FAIL)'
+
 
 # The storage packages' unit tests on emulated arm64 and armv7 (qemu-user).
 unit-arm: tools
