@@ -170,28 +170,16 @@ func (n *Node) Done() <-chan struct{} { return n.donec }
 // Propose submits data for replication. It returns once Raft has accepted or
 // refused the proposal, not when it commits.
 func (n *Node) Propose(ctx context.Context, data []byte) error {
-	p := proposal{data: data, errc: make(chan error, 1)}
-	select {
-	case n.propc <- p:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-n.stopc:
-		return ErrStopped
-	}
-	select {
-	case err := <-p.errc:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-n.stopc:
-		return ErrStopped
-	}
+	return n.submit(ctx, proposal{data: data, errc: make(chan error, 1)})
 }
 
-// ProposeConfChange submits a membership change. Like Propose it returns
-// once Raft has accepted or refused it.
+// ProposeConfChange submits a membership change, like Propose.
 func (n *Node) ProposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error {
-	p := proposal{cc: cc, errc: make(chan error, 1)}
+	return n.submit(ctx, proposal{cc: cc, errc: make(chan error, 1)})
+}
+
+// submit hands p to the Raft goroutine and waits for Raft's answer.
+func (n *Node) submit(ctx context.Context, p proposal) error {
 	select {
 	case n.propc <- p:
 	case <-ctx.Done():

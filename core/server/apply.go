@@ -50,10 +50,16 @@ func (s *Server) propose(ctx context.Context, kind uint8, body []byte) (any, err
 	if err != nil {
 		return nil, err
 	}
+	return s.submitAndWait(ctx, id, func(ctx context.Context) error { return s.node.Propose(ctx, data) })
+}
+
+// submitAndWait registers a waiter for request id, submits it to Raft and
+// waits until the apply loop reports its result, within the request timeout.
+func (s *Server) submitAndWait(ctx context.Context, id uint64, submit func(context.Context) error) (any, error) {
 	ch := s.waits.register(id)
 	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
 	defer cancel()
-	if err := s.node.Propose(ctx, data); err != nil {
+	if err := submit(ctx); err != nil {
 		s.waits.cancel(id)
 		s.metrics.proposalsFailed.Inc()
 		return nil, s.mapProposeErr(ctx, err)

@@ -100,21 +100,6 @@ func (s *Server) MemberRemove(ctx context.Context, id uint64) (*pb.MemberRemoveR
 func (s *Server) proposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error {
 	id := s.nextID()
 	cc.Id = new(id)
-	ch := s.waits.register(id)
-	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
-	defer cancel()
-	if err := s.node.ProposeConfChange(ctx, cc); err != nil {
-		s.waits.cancel(id)
-		return s.mapProposeErr(ctx, err)
-	}
-	select {
-	case r := <-ch:
-		return r.err
-	case <-ctx.Done():
-		s.waits.cancel(id)
-		return s.mapProposeErr(ctx, ctx.Err())
-	case <-s.stopc:
-		s.waits.cancel(id)
-		return ErrStopped
-	}
+	_, err := s.submitAndWait(ctx, id, func(ctx context.Context) error { return s.node.ProposeConfChange(ctx, cc) })
+	return err
 }
