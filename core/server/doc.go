@@ -16,8 +16,23 @@
 // Membership comes from the log: the bootstrap configuration changes carry
 // each member's name and peer URLs (CBOR Member in the ConfChange context),
 // and each member publishes its client URLs through Raft after it starts,
-// as etcd does. On restart the whole log is replayed from the WAL; entries
-// the backend already holds (index <= consistent index) are skipped.
+// as etcd does. On restart the WAL is replayed from its last snapshot;
+// entries the backend already holds (index <= consistent index) are skipped.
+//
+// Snapshots (snapshot.go): every --snapshot-count applied entries the apply
+// goroutine commits the backend, saves a snapshot file (membership and Raft
+// metadata) and a WAL marker, compacts the in-memory log keeping
+// --snapshot-catchup-entries, and recycles old WAL segments. A follower that
+// needs entries the leader no longer has gets the leader's backend as it is
+// (Raft metadata rewritten to the backend's applied index, as etcd's merged
+// snapshot) on its own QUIC stream; it stores it under snap/ before Raft sees
+// the message, and installs it on its apply goroutine.
+//
+// Membership changes (reconfig.go): MemberAdd derives the new member's ID
+// from its peer URLs and the token, so the new member, started with
+// --initial-cluster-state existing, knows its ID; it learns the cluster ID
+// from a running member (Config.DiscoverClusterID) and catches up from the
+// leader.
 //
 // Goroutines: the Raft goroutine (raftnode), the apply loop, the read loop
 // and the publisher, all stopped by Stop. A storage failure calls
