@@ -254,6 +254,13 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	if st := s.walState; st != nil {
+		// A commit index is written without a sync (Raft's MustSync), and a
+		// snapshot received from the leader is saved before the hard state
+		// of its Ready: after a crash the commit may lag the snapshot, which
+		// is committed by definition.
+		if idx := st.Snapshot.Index; st.HardState.GetCommit() < idx {
+			st.HardState.Commit = new(idx)
+		}
 		if err := s.raftLog.SetHardState(st.HardState); err != nil {
 			return fail(err)
 		}

@@ -169,13 +169,25 @@ func crashOptions(c *fsx.CrashFS, lg *slog.Logger) Options {
 	return Options{FS: c, Logger: lg, SegmentSize: 4 << 10, MaxWALs: 2, inlinePrepare: true}
 }
 
-// load runs up to n operations, returning the model of what returned and
-// the operation that failed, if one did.
-func load(w *WAL, m *model, rng *rand.Rand, n int) (*model, *op) {
+// load runs up to n operations. It returns the model of what returned, the
+// earlier states a crash may still leave (a hard state that only moves the
+// commit index is written without a sync, so the states since the last
+// synced write survive, if at all, as an in-order prefix), and the
+// operation that failed, if one did.
+func load(w *WAL, m *model, rng *rand.Rand, n int) (*model, []*model, *op) {
+	var since []*model // the state at the last sync, then after each unsynced save
 	for range n {
 		o := m.gen(rng)
+		synced := o.kind != "save" || len(o.es) > 0 || isEmptyHardState(o.hs) ||
+			o.hs.GetTerm() != m.hs.Term || o.hs.GetVote() != m.hs.Vote
+		if o.kind == "purge" {
+			synced = false // syncs the directory, not the tail's data
+		}
+		if !synced && len(since) == 0 {
+			since = append(since, m.clone())
+		}
 		if err := w.do(o); err != nil {
-			return m, &o
+			return m, since, &o
 		}
 		switch o.kind {
 		case "save":
@@ -183,8 +195,13 @@ func load(w *WAL, m *model, rng *rand.Rand, n int) (*model, *op) {
 		case "snapshot":
 			m.marker(o.marker)
 		}
+		if synced {
+			since = since[:0]
+		} else if o.kind == "save" {
+			since = append(since, m.clone())
+		}
 	}
-	return m, nil
+	return m, since, nil
 }
 
 // run drives the load, crashes, recovers and checks; it returns the total
@@ -204,11 +221,14 @@ func (cr *crashRun) run(t *testing.T) int64 {
 
 	m := newModel()
 	var inflight *op
+	var earlier []*model
 	w, err := CreateWithOptions("/data/member/wal", testMD, o)
 	created := err == nil
 	if created {
-		m, inflight = load(w, m, rng, cr.steps)
-		w.Close()
+		m, earlier, inflight = load(w, m, rng, cr.steps)
+		if w.Close() == nil && inflight == nil {
+			earlier = nil // a clean Close syncs what was written
+		}
 	}
 	total := c.Ops()
 	if inflight != nil {
@@ -231,7 +251,7 @@ func (cr *crashRun) run(t *testing.T) int64 {
 	cr.torn = strings.Contains(logs.String(), "torn")
 	found := false
 	var now *model
-	for _, out := range m.outcomes(inflight) {
+	for _, out := range append(earlier, m.outcomes(inflight)...) {
 		if out.matches(st) {
 			found, now = true, out
 			break
@@ -248,15 +268,17 @@ func (cr *crashRun) run(t *testing.T) int64 {
 	if second {
 		c.CrashAfter(1 + rng.Int64N(40))
 	}
-	now, inflight = load(w, now.clone(), rng, 10)
-	w.Close()
+	now, earlier, inflight = load(w, now.clone(), rng, 10)
+	if w.Close() == nil && inflight == nil {
+		earlier = nil
+	}
 	c.Crash()
 	w, st, err = OpenWithOptions("/data/member/wal", o)
 	if err != nil {
 		fail("second Open: %v\n%s", err, logs.String())
 	}
 	found = false
-	for _, out := range now.outcomes(inflight) {
+	for _, out := range append(earlier, now.outcomes(inflight)...) {
 		if out.matches(st) {
 			found, now = true, out
 			break

@@ -89,12 +89,19 @@
 //
 // One Save writes, in a single write(2), its entries records (split so that
 // none passes the record limit), its hard state record, the padding and the
-// terminator, then calls fdatasync once.
+// terminator, then calls fdatasync once, unless the Save carries only a
+// hard state whose term and vote are unchanged (Raft's MustSync): a commit
+// index need not be durable before Raft goes on, since the leader tells it
+// again after a crash, so that write waits for the next sync (the next Save
+// with entries, a snapshot marker, a cut or Close). Recovery may then find
+// an older commit index, never older entries, term or vote.
 //
 // # Sync counts
 //
 //	Save, SaveSnapshot         1 write + 1 fdatasync, however many entries
-//	  ... that cuts            + 1 rename + 1 directory fsync (no extra write)
+//	  ... commit index only    1 write, no fdatasync (made durable by the next one)
+//	  ... that cuts            + 1 rename + 1 directory fsync (no extra write),
+//	                           + 1 fdatasync of the old tail if it has an unsynced write
 //	preparing a segment        1 write of the header (one sector for small metadata) +
 //	(background, per cut)      1 fdatasync (recycled) or fallocate + 1 fsync (new);
 //	                           its name becomes durable with the cut's directory fsync

@@ -138,6 +138,7 @@ type WAL struct {
 	next      uint64         // Save's first entry index may be at most this; 0: any
 	prep      *preparer
 	lazyPrep  bool // Open left preparing the next segment to the first write
+	unsynced  bool // a write since the last fdatasync (a commit-only hard state)
 
 	now         func() time.Time // time.Now; tests fake it
 	recordLimit int              // payload budget of one entries record
@@ -412,7 +413,12 @@ func (w *WAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 		hsRec = hardStateRec{Term: hs.GetTerm(), Vote: hs.GetVote(), Commit: hs.GetCommit()}
 	}
 	w.recs = recs[:0]
-	if err := w.write(recs); err != nil {
+	// As Raft's MustSync: entries, term and vote must be durable before
+	// Raft acts on them; a hard state that only moves the commit index
+	// need not be (the leader tells it again after a crash), so it is
+	// written without a sync and made durable by the next sync.
+	sync := len(ents) > 0 || !saveHS || hsRec.Term != w.hs.Term || hsRec.Vote != w.hs.Vote
+	if err := w.write(recs, sync); err != nil {
 		return err
 	}
 	if len(ents) > 0 {
@@ -442,7 +448,7 @@ func (w *WAL) SaveSnapshot(m SnapshotMarker) error {
 	if err != nil {
 		return fmt.Errorf("wal: encoding snapshot marker: %w", err)
 	}
-	if err := w.write([]rec{{recSnapshot, p}}); err != nil {
+	if err := w.write([]rec{{recSnapshot, p}}, true); err != nil {
 		return err
 	}
 	w.snap, w.snapSeq = m, w.seq()
@@ -494,7 +500,7 @@ func writeLen(base, n int64) int64 {
 // write frames recs for the tail (cutting first if they would not fit in
 // it) and writes them with one write and one fdatasync. Any failure
 // poisons the WAL.
-func (w *WAL) write(recs []rec) error {
+func (w *WAL) write(recs []rec, sync bool) error {
 	if w.lazyPrep {
 		w.lazyPrep = false
 		w.prep.start(w.seq() + 1)
@@ -519,7 +525,7 @@ func (w *WAL) write(recs []rec) error {
 	if cap(buf) <= 1<<20 {
 		w.buf = buf // reuse moderate buffers; let big ones go
 	}
-	if err := w.writeSync(buf); err != nil {
+	if err := w.writeSync(buf, sync); err != nil {
 		w.err = err
 		return err
 	}
@@ -560,6 +566,14 @@ func (w *WAL) carry() ([]rec, error) {
 // cut makes the prepared segment the tail: rename it to its segment name
 // and sync the directory. Its first write will carry the state.
 func (w *WAL) cut() error {
+	if w.unsynced {
+		// The next segment's link will vouch for everything written here.
+		if err := w.f.Datasync(); err != nil {
+			return fmt.Errorf("wal: cut: fdatasync %s: %w", w.tailName(), err)
+		}
+		w.syncs.Add(1)
+		w.unsynced = false
+	}
 	seq := w.seq() + 1
 	p, err := w.prep.take(seq)
 	if err != nil {
@@ -592,13 +606,18 @@ func (w *WAL) seq() uint64      { return w.segs[len(w.segs)-1].seq }
 func (w *WAL) tailName() string { return w.segs[len(w.segs)-1].name }
 
 // writeSync writes b at the tail's end and fdatasyncs, counting both.
-func (w *WAL) writeSync(b []byte) error {
+func (w *WAL) writeSync(b []byte, sync bool) error {
 	n, err := w.f.WriteAt(b, w.off)
 	w.writes.Add(1)
 	w.bytes.Add(uint64(n))
 	if err != nil {
 		return fmt.Errorf("wal: write %s at offset %d: %w", w.tailName(), w.off, err)
 	}
+	if !sync {
+		w.unsynced = true
+		return nil
+	}
+	w.unsynced = false
 	start := w.now()
 	err = w.f.Datasync()
 	took := w.now().Sub(start)
@@ -707,6 +726,13 @@ func (w *WAL) Close() error {
 	}
 	w.closed = true
 	perr := w.prep.close()
+	if w.unsynced && w.err == nil {
+		// A clean stop keeps the last commit index too.
+		if err := w.f.Datasync(); err != nil {
+			w.f.Close()
+			return fmt.Errorf("wal: fdatasync %s: %w", w.tailName(), err)
+		}
+	}
 	if err := w.f.Close(); err != nil {
 		return fmt.Errorf("wal: close: %w", err)
 	}
