@@ -22,12 +22,15 @@ import (
 // Bucket names. Only "key" and "meta" belong to this package; the others are
 // created empty here so the backend file has its full layout from the start.
 var (
-	bucketKey     = []byte("key")
-	bucketMeta    = []byte("meta")
-	bucketLease   = []byte("lease")
-	bucketAuth    = []byte("auth")
-	bucketMembers = []byte("members")
-	bucketWasm    = []byte("wasm")
+	bucketKey  = []byte("key")
+	bucketMeta = []byte("meta")
+
+	// The buckets other packages own, written through Op.Aux and read with
+	// ForEach.
+	BucketLease   = []byte("lease")
+	BucketAuth    = []byte("auth")
+	BucketMembers = []byte("members")
+	BucketWasm    = []byte("wasm")
 )
 
 // Keys of the "meta" bucket; values are CBOR unsigned/signed integers.
@@ -97,8 +100,27 @@ type Op struct {
 	Index uint64
 	// Req is *pb.PutRequest, *pb.DeleteRangeRequest, *pb.TxnRequest,
 	// *pb.CompactionRequest, or nil for an entry that only advances the
-	// consistent index.
+	// consistent index (and writes Aux).
 	Req any
+	// Aux are writes to the buckets other packages own (BucketLease,
+	// BucketAuth, BucketMembers, BucketWasm), made after Req in the same
+	// backend transaction as Req and the consistent index, so a crash
+	// keeps or loses them together. They are made whatever Req's outcome,
+	// and skipped with the op when it was applied before.
+	Aux []AuxWrite
+}
+
+// AuxWrite is a write to a bucket another package owns.
+type AuxWrite struct {
+	Bucket, Key []byte
+	// Value nil deletes Key.
+	Value []byte
+}
+
+// auxBuckets are the buckets Aux may write and ForEach may read.
+var auxBuckets = map[string]bool{
+	string(BucketLease): true, string(BucketAuth): true,
+	string(BucketMembers): true, string(BucketWasm): true,
 }
 
 // Result is the outcome of one Op.
@@ -128,7 +150,7 @@ func Open(path string, opts Options) (*Store, error) {
 	s := &Store{log: log, checkLease: opts.CheckLease}
 	be, err := backend.Open(path, backend.Options{
 		Logger:        log,
-		Buckets:       [][]byte{bucketKey, bucketMeta, bucketLease, bucketAuth, bucketMembers, bucketWasm},
+		Buckets:       [][]byte{bucketKey, bucketMeta, BucketLease, BucketAuth, BucketMembers, BucketWasm},
 		SeqBuckets:    [][]byte{bucketKey},
 		BatchInterval: opts.BatchInterval,
 		BatchLimit:    opts.BatchLimit,
@@ -466,6 +488,9 @@ func (s *Store) Apply(term uint64, ops []Op) ([]Result, error) {
 		}
 		ci = op.Index
 		res, err := w.apply(op.Req)
+		if err == nil {
+			err = w.aux(op.Aux)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("mvcc: %w", btx.Abort(fmt.Errorf("applying entry %d: %w", op.Index, err)))
 		}
@@ -533,6 +558,48 @@ func (w *writer) apply(req any) (Result, error) {
 		w.rev++
 	}
 	return res, nil
+}
+
+// aux makes an op's writes to the other packages' buckets. A bucket
+// outside auxBuckets is a programming error of the caller, which fails
+// the batch rather than silently writing mvcc's own buckets.
+func (w *writer) aux(writes []AuxWrite) error {
+	for _, a := range writes {
+		if !auxBuckets[string(a.Bucket)] {
+			return fmt.Errorf("aux write to bucket %q, which is not an aux bucket", a.Bucket)
+		}
+		var err error
+		if a.Value == nil {
+			err = w.btx.Delete(a.Bucket, a.Key)
+		} else {
+			err = w.btx.Put(a.Bucket, a.Key, a.Value)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ForEach calls fn for every key and value of an aux bucket (BucketLease,
+// ...) in the applied state, committed to disk or not, in key order; an
+// error from fn stops it and is returned. fn must not keep k or v after it
+// returns, nor call the Store's write methods. Safe from any goroutine.
+func (s *Store) ForEach(bucket []byte, fn func(k, v []byte) error) error {
+	if !auxBuckets[string(bucket)] {
+		return fmt.Errorf("mvcc: %q is not an aux bucket", bucket)
+	}
+	v, done, err := s.readView()
+	if err != nil {
+		return err
+	}
+	defer done()
+	for k, val := range v.tx.Range(bucket, nil, nil) {
+		if err := fn(k, val); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // begin starts a write request at the writer's current revision.
