@@ -1,6 +1,7 @@
 package fsx
 
 import (
+	"fmt"
 	"io"
 	"io/fs"
 	"maps"
@@ -29,9 +30,10 @@ type CrashFS struct {
 	syncs   int64
 	writes  int64
 
-	failSync  map[int64]error
-	failWrite map[int64]error
-	stats     CrashStats
+	failSync     map[int64]error
+	failWrite    map[int64]error
+	stats        CrashStats
+	refuseDirect bool
 }
 
 // CrashStats counts what was done to a CrashFS.
@@ -45,7 +47,10 @@ type CrashStats struct {
 	Crashes      int64
 }
 
-var _ FS = (*CrashFS)(nil)
+var (
+	_ FS       = (*CrashFS)(nil)
+	_ DirectFS = (*CrashFS)(nil)
+)
 var _ File = (*crashFile)(nil)
 
 // NewCrashFS returns an empty CrashFS (only the root directory) whose
@@ -375,6 +380,35 @@ func (c *CrashFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error
 	return &crashFile{c: c, n: n, name: name, gen: c.gen, flag: flag}, nil
 }
 
+// OpenDirect opens an existing file read-write for direct I/O. Its writes
+// have the same crash semantics as any other (direct I/O does not make a
+// write durable: only a sync does), but they must be aligned as a device
+// requires: an offset or length that is not a multiple of SectorSize, or
+// a buffer not aligned to DirectAlign, is refused with EINVAL (a bug of the
+// caller, not ErrDirectUnsupported). After RefuseDirect(true) it fails
+// with ErrDirectUnsupported, as on tmpfs.
+func (c *CrashFS) OpenDirect(name string) (File, error) {
+	c.mu.Lock()
+	refuse := c.refuseDirect
+	c.mu.Unlock()
+	if refuse {
+		return nil, fmt.Errorf("%w: open %s", ErrDirectUnsupported, name)
+	}
+	f, err := c.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	f.(*crashFile).direct = true
+	return f, nil
+}
+
+// RefuseDirect makes OpenDirect fail from now on (refuse) or work again.
+func (c *CrashFS) RefuseDirect(refuse bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.refuseDirect = refuse
+}
+
 func (c *CrashFS) ReadFile(name string) ([]byte, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -608,6 +642,7 @@ type crashFile struct {
 	flag   int
 	off    int64
 	closed bool
+	direct bool // opened by OpenDirect: writes must be aligned
 }
 
 // usable is called with c.mu held.
@@ -692,7 +727,7 @@ func (f *crashFile) write(p []byte, off int64) (int, error) {
 	if !f.writable() {
 		return 0, pathErr("write", f.name, syscall.EBADF)
 	}
-	if off < 0 {
+	if off < 0 || f.direct && (off%SectorSize != 0 || len(p)%SectorSize != 0 || !IsAligned(p)) {
 		return 0, pathErr("write", f.name, syscall.EINVAL)
 	}
 	c.writes++

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"path/filepath"
+	"unsafe"
 )
 
 // SectorSize is the unit in which a write in flight can be torn by power
@@ -96,4 +97,43 @@ func MkdirAllSync(fsys FS, dir string, perm fs.FileMode) error {
 		}
 	}
 	return nil
+}
+
+// DirectAlign is the memory alignment of a buffer written with direct I/O:
+// a page, which satisfies every logical block size Linux supports.
+const DirectAlign = 4096
+
+// DirectFS is a file system that can open a file for direct I/O
+// (O_DIRECT): writes bypass the page cache and go to the device as they
+// are, so a write of a few sectors costs those sectors, not whole pages
+// re-dirtied in the cache. Offsets and lengths must be multiples of
+// SectorSize and buffers aligned to DirectAlign (AlignedBuf); a write that
+// the device or file system cannot take that way fails with an error
+// matching ErrDirectUnsupported and changes nothing. Durability is as for
+// any File: only Datasync or Sync make a direct write durable (the device
+// may hold it in its volatile cache until then).
+type DirectFS interface {
+	OpenDirect(name string) (File, error)
+}
+
+// ErrDirectUnsupported is matched (errors.Is) by the errors of OpenDirect
+// and of a direct write that the file system or device refuses (EINVAL):
+// tmpfs, or a device whose logical blocks are larger than SectorSize. The
+// caller falls back to buffered I/O.
+var ErrDirectUnsupported = errors.New("fsx: direct I/O not supported here")
+
+// AlignedBuf returns a zeroed buffer of n bytes whose first byte is
+// aligned to DirectAlign.
+func AlignedBuf(n int) []byte {
+	b := make([]byte, n+DirectAlign)
+	off := DirectAlign - int(uintptr(unsafe.Pointer(unsafe.SliceData(b)))%DirectAlign)
+	if off == DirectAlign {
+		off = 0
+	}
+	return b[off : off+n : off+n]
+}
+
+// IsAligned reports whether b starts at a DirectAlign boundary.
+func IsAligned(b []byte) bool {
+	return len(b) == 0 || uintptr(unsafe.Pointer(unsafe.SliceData(b)))%DirectAlign == 0
 }

@@ -1,6 +1,7 @@
 package fsx
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -117,4 +118,32 @@ func (o *osFile) Lock() error {
 			return &fs.PathError{Op: "flock", Path: o.f.Name(), Err: err}
 		}
 	}
+}
+
+var _ DirectFS = OS{}
+
+// OpenDirect opens name read-write with O_DIRECT. A file system without
+// direct I/O (tmpfs) refuses it with EINVAL, reported as
+// ErrDirectUnsupported.
+func (OS) OpenDirect(name string) (File, error) {
+	f, err := os.OpenFile(name, os.O_RDWR|unix.O_DIRECT, 0)
+	if errors.Is(err, unix.EINVAL) {
+		return nil, fmt.Errorf("%w: open %s: %w", ErrDirectUnsupported, name, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &directFile{osFile{f}}, nil
+}
+
+// directFile is an osFile opened with O_DIRECT; it reports a refused
+// write as ErrDirectUnsupported.
+type directFile struct{ osFile }
+
+func (d *directFile) WriteAt(p []byte, off int64) (int, error) {
+	n, err := d.f.WriteAt(p, off)
+	if errors.Is(err, unix.EINVAL) {
+		err = fmt.Errorf("%w: %w", ErrDirectUnsupported, err)
+	}
+	return n, err
 }

@@ -218,6 +218,8 @@ func (cr *crashRun) run(t *testing.T) int64 {
 	c := fsx.NewCrashFS(cr.seed)
 	c.CrashAfter(cr.crashAt)
 	o := crashOptions(c, lg)
+	// Half the seeds write through the page cache, half with direct I/O.
+	o.BufferedIO = cr.seed%2 == 1
 
 	m := newModel()
 	var inflight *op

@@ -87,6 +87,22 @@
 // segment's data), the last hard state and the last snapshot marker, so
 // that the segments before it can be purged.
 //
+// Direct I/O. Save writes the tail with O_DIRECT (a second handle on the
+// tail segment), extended to whole sectors: the terminator's sector is
+// written whole, with zeros after the terminator (a write that starts
+// inside a sector, after Open repaired a torn tail there, writes the
+// sector's earlier bytes again, unchanged). Through the page cache, each
+// Save would re-dirty the page the last one ended in and the kernel
+// would write whole 4 KiB pages back, about twice the bytes of the
+// records at the group commits of a small cluster; direct writes send
+// only their sectors and keep the log, which is read only at start, out
+// of the page cache. Durability is unchanged: only fdatasync makes a
+// write durable. Where the file system has no direct I/O (tmpfs) or the
+// device refuses a sector-aligned direct write (logical blocks larger
+// than 512 bytes), the WAL logs it once and writes through the page cache
+// from then on; Options.BufferedIO asks for that from the start. The
+// header writes of segment preparation and Open's repair stay buffered.
+//
 // One Save writes, in a single write(2), its entries records (split so that
 // none passes the record limit), its hard state record, the padding and the
 // terminator, then calls fdatasync once, unless the Save carries only a

@@ -95,6 +95,7 @@ type result struct {
 	writeBytes        int64   // write_bytes growth, summed over the members
 	syncs             float64 // fsync + fdatasync, summed over the members; NaN if unknown
 	syncFileRange     float64 // sync_file_range, summed over the members; NaN if unknown
+	walBytes          float64 // etcd_disk_wal_write_bytes_total growth, summed; NaN if unknown
 }
 
 func (r result) putsPerSec() float64 { return float64(r.committed) / r.elapsed.Seconds() }
@@ -219,10 +220,7 @@ func measure(ctx context.Context, t testing.TB, binary string, o options, strace
 		}
 		return out
 	}
-	var metricsBefore []float64
-	if !tracing {
-		metricsBefore = scrapeSyncs(t, c)
-	}
+	metricsBefore := scrapeMetrics(t, c)
 
 	ioBefore := readIO()
 	start := time.Now()
@@ -231,14 +229,16 @@ func measure(ctx context.Context, t testing.TB, binary string, o options, strace
 	end := time.Now()
 	ioAfter := readIO()
 
+	metricsAfter := scrapeMetrics(t, c)
+
 	res := result{committed: committed, failed: failed, elapsed: elapsed}
 	for i := range pids {
 		res.writeBytes += ioAfter[i].Sub(ioBefore[i]).WriteBytes
+		res.walBytes += metricsAfter[i].walBytes - metricsBefore[i].walBytes
 	}
 	if !tracing {
-		after := scrapeSyncs(t, c)
-		for i := range after {
-			res.syncs += after[i] - metricsBefore[i]
+		for i := range metricsAfter {
+			res.syncs += metricsAfter[i].syncs() - metricsBefore[i].syncs()
 		}
 		res.syncFileRange = math.NaN()
 		return res
@@ -382,17 +382,25 @@ func cutField(s string) (field, rest string) {
 	return field, strings.TrimLeft(rest, " ")
 }
 
-// scrapeSyncs reads each member's /metrics and returns WAL fsyncs plus two per
-// backend commit, or NaN for a member without those metrics.
-func scrapeSyncs(t testing.TB, c *framework.Cluster) []float64 {
-	out := make([]float64, len(c.Members))
+// memberMetrics are the Prometheus metrics of one member the report uses;
+// NaN where the server does not export them.
+type memberMetrics struct {
+	walFsyncs, backendCommits, walBytes float64
+}
+
+// syncs is WAL fsyncs plus two per backend commit (bbolt syncs its pages
+// and then its meta page).
+func (m memberMetrics) syncs() float64 { return m.walFsyncs + 2*m.backendCommits }
+
+// scrapeMetrics reads each member's /metrics.
+func scrapeMetrics(t testing.TB, c *framework.Cluster) []memberMetrics {
+	out := make([]memberMetrics, len(c.Members))
 	for i, m := range c.Members {
-		out[i] = math.NaN()
 		resp, err := http.Get(m.ClientURL + "/metrics")
 		if err != nil {
 			t.Fatalf("%s: metrics: %v", m.Name, err)
 		}
-		wal, backend := math.NaN(), math.NaN()
+		mm := memberMetrics{math.NaN(), math.NaN(), math.NaN()}
 		sc := bufio.NewScanner(resp.Body)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
@@ -406,13 +414,15 @@ func scrapeSyncs(t testing.TB, c *framework.Cluster) []float64 {
 			}
 			switch name {
 			case "etcd_disk_wal_fsync_duration_seconds_count":
-				wal = n
+				mm.walFsyncs = n
 			case "etcd_disk_backend_commit_duration_seconds_count":
-				backend = n
+				mm.backendCommits = n
+			case "etcd_disk_wal_write_bytes_total":
+				mm.walBytes = n
 			}
 		}
 		resp.Body.Close()
-		out[i] = wal + 2*backend // NaN if either is missing
+		out[i] = mm
 	}
 	return out
 }
@@ -442,6 +452,7 @@ func report(w io.Writer, o options, binaries map[string]string, results map[stri
 		{"failed puts", 0, func(r result) float64 { return float64(r.failed) }},
 		{"puts/s", 0, result.putsPerSec},
 		{"bytes written per put per member", 0, func(r result) float64 { return r.perPutPerMember(float64(r.writeBytes), o.nodes) }},
+		{"of which WAL writes (etcd_disk_wal_write_bytes_total)", 0, func(r result) float64 { return r.perPutPerMember(r.walBytes, o.nodes) }},
 		{"fsync+fdatasync per put per member", 3, func(r result) float64 { return r.perPutPerMember(r.syncs, o.nodes) }},
 		{"sync_file_range per put per member", 3, func(r result) float64 { return r.perPutPerMember(r.syncFileRange, o.nodes) }},
 	}
