@@ -27,8 +27,8 @@
 //     the applied index sees the write it waited for. Apply works on a
 //     copy-on-write clone of the index and publishes it together with its
 //     backend writes.
-//   - ForceCommit and Snapshot may be called from any goroutine; Restore
-//     only from the apply goroutine, between Applies.
+//   - ForceCommit, Snapshot and Pinned may be called from any goroutine;
+//     Restore and Migrate only from the apply goroutine, between Applies.
 //   - The Validate functions are etcd's request checks at the gRPC
 //     boundary; core/rpc calls them before proposing.
 //
@@ -59,6 +59,47 @@
 // A key's version is 1 when created and grows by one per put; a delete ends
 // the key's generation, and the next put creates it again at version 1.
 //
+// # Value pointers
+//
+// A put's value is already on disk in its Raft entry, in the WAL. With
+// Options.Values (the WAL) set, Apply stores for a put request whose op
+// carries the value's location (Op.ValueAt, found by the server) and
+// whose value has at least PointerMin bytes (default 64: below that the
+// value inline is about as small as the pointer) a pointer [segment,
+// offset, length, crc32c] instead of the value: each value is written
+// once. The puts of a txn, a put with ignore_value and small values are
+// stored inline, as before.
+//
+// Every read resolves pointers through Options.Values (ReadValue, which
+// checks the CRC): Range, ReadTxn, History, txn compares and sorts on
+// VALUE, the PrevKv of events, HashKV. Events carry the request's value
+// without reading it. A small cache (Options.ValueCacheBytes, default 4
+// MiB) keeps the values recently written or read, so that the previous
+// value an overwrite reports is not read back from the disk. A read error
+// is returned, never a wrong value; in Apply it fails the batch.
+//
+// Members need not store the same values the same way: HashKV hashes a
+// pointer record as the inline record it stands for, and Snapshot streams
+// a self-contained copy (a temporary bbolt file next to the backend, in
+// which every value is inline, removed on Close). Restore refuses a file
+// that holds pointers: they would name another member's WAL.
+//
+// Liveness. The store counts, per WAL segment, the pointers into it and
+// their bytes: + at a put, - when a compaction deletes a revision holding
+// one, rebuilt by Open's scan, reset by Restore. Pinned(seq), the WAL's
+// Options.Pinned, is true while a pointer into seq is stored (committed
+// or not), while a write that removed one is not committed yet (a crash
+// would bring it back), and while a read view that began before the last
+// one was removed is open (every read registers the publish generation it
+// began at). Migrate, called by the server on segments Raft no longer
+// needs, rewrites inline the values of the mostly dead ones (more than
+// half of the value bytes stored into them are dead, or the live ones are
+// under a floor the server sets at a quarter of a segment), in one batch
+// that it commits, so that they can be recycled; a segment whose values
+// mostly live stays, its values written once. The bytes stored into a
+// segment are counted from Open (the ones alive then, plus the ones put
+// since): they are not on disk.
+//
 // # Bucket layout
 //
 //	key      revision -> CBOR KeyValue
@@ -66,7 +107,10 @@
 //	                sub revision (8 bytes, big endian) [| 't' for a tombstone]
 //	         value: CBOR array [key, create_rev, mod_rev, version, value, lease]
 //	                (core/codec, deterministic); a tombstone stores
-//	                [key, 0, mod_rev, 0, null, 0]
+//	                [key, 0, mod_rev, 0, null, 0]; a value stored as a pointer
+//	                [key, create_rev, mod_rev, version, null, lease,
+//	                 [wal_segment, offset, length, crc32c]] (7 items: the first
+//	                byte, 0x86 or 0x87, tells the two apart)
 //	meta     "consistent_index" -> CBOR uint (Raft index of the last applied entry)
 //	         "term"             -> CBOR uint (term given with that batch)
 //	         "compact_rev"      -> CBOR int  (last compaction; absent: never)

@@ -10,10 +10,12 @@ import (
 // (Castagnoli) over the bucket name and then, in revision order, every
 // bucket key and value with main revision <= rev, except revisions at or
 // below the compaction revision that a compaction at rev would drop, and a
-// tombstone at exactly the compaction revision. It returns the hash, the
-// revision hashed and the compaction revision (-1: never compacted). It
-// hashes the applied state, committed to disk or not, so the result does
-// not depend on when commits happen.
+// tombstone at exactly the compaction revision. A value stored as a
+// pointer into the WAL is hashed as the inline record it stands for, so
+// the hash does not depend on which values a member keeps where. It
+// returns the hash, the revision hashed and the compaction revision (-1:
+// never compacted). It hashes the applied state, committed to disk or
+// not, so the result does not depend on when commits happen.
 // Errors: ErrCompacted (rev below the compaction revision), ErrFutureRev.
 func (s *Store) HashKV(rev int64) (hash uint32, hashRev int64, compactRev int64, err error) {
 	s.mu.RLock()
@@ -30,10 +32,15 @@ func (s *Store) HashKV(rev int64) (hash uint32, hashRev int64, compactRev int64,
 	}
 	keep := s.index.keep(rev)
 	tx, err := s.be.ReadTx()
+	gen := s.gen
+	if err == nil {
+		s.live.addView(gen) // value pointers are read until the end
+	}
 	s.mu.RUnlock()
 	if err != nil {
 		return 0, 0, compactRev, fmt.Errorf("mvcc: %w", err)
 	}
+	defer s.live.removeView(gen)
 	defer tx.Done()
 
 	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
@@ -51,6 +58,11 @@ func (s *Store) HashKV(rev int64) (hash uint32, hashRev int64, compactRev int64,
 		}
 		if kr.main == compactRev && tomb {
 			continue
+		}
+		// A value stored as a pointer is hashed as the record it would
+		// be inline, so members agree whatever their layout.
+		if v, err = s.inline(v); err != nil {
+			return 0, 0, compactRev, err
 		}
 		h.Write(k)
 		h.Write(v)

@@ -22,6 +22,9 @@ type testStore struct {
 	opts      Options
 	raftIndex uint64
 	ops       []Op
+	// wal, if set, receives the value of every put request, and the op
+	// carries its location (Op.ValueAt), as the server's apply does.
+	wal *fakeWAL
 }
 
 type tbWriter struct{ t testing.TB }
@@ -96,6 +99,9 @@ func (ts *testStore) apply(reqs ...any) []Result {
 	for i, r := range reqs {
 		ts.raftIndex++
 		ops[i] = Op{Index: ts.raftIndex, Req: r}
+		if p, ok := r.(*pb.PutRequest); ok && ts.wal != nil {
+			ops[i].ValueAt = ts.wal.write(p.Value)
+		}
 	}
 	ts.ops = append(ts.ops, ops...)
 	res, err := ts.Apply(1, ops)

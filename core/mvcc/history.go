@@ -31,7 +31,12 @@ func (s *Store) History(startRev, endRev int64, limit int) (events []*mvccpb.Eve
 		if limit > 0 && len(events) >= limit && rev.main != next-1 {
 			return events, rev.main, nil
 		}
-		kv, err := decodeKV(raw)
+		var kv *mvccpb.KeyValue
+		if tomb {
+			kv, _, err = decodeKV(raw)
+		} else {
+			kv, err = s.decode(raw)
+		}
 		if err != nil {
 			return nil, 0, err
 		}

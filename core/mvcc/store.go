@@ -8,6 +8,7 @@ import (
 	"iter"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,19 @@ type Options struct {
 	// backend.ManualClock.
 	Clock backend.Clock
 
+	// Values reads the values stored as pointers into the WAL (the
+	// server's *wal.WAL). With it, a put given its value's location
+	// (Op.ValueAt) stores a pointer instead of the value; see "Value
+	// pointers" in the package documentation. nil: every value is stored
+	// inline, and a backend holding pointers cannot be read.
+	Values ValueReader
+	// PointerMin is the smallest value stored as a pointer; 0:
+	// DefaultPointerMin.
+	PointerMin int
+	// ValueCacheBytes bounds the in-memory cache of pointer values
+	// recently written or read; 0: DefaultValueCacheBytes, negative: none.
+	ValueCacheBytes int
+
 	// backendOpenFile lets tests make the disk fail.
 	backendOpenFile func(name string, flag int, perm os.FileMode) (*os.File, error)
 }
@@ -76,8 +90,13 @@ type Options struct {
 // documentation for its threading contract.
 type Store struct {
 	be         *backend.Backend
+	path       string
 	log        *slog.Logger
 	checkLease func(id int64) error
+	vals       ValueReader
+	pointerMin int
+	cache      *valueCache
+	live       *liveSet
 
 	// mu guards the published state below. Readers hold it shared while
 	// they look up the index and open their bbolt read transaction; the
@@ -86,6 +105,9 @@ type Store struct {
 	index      *treeIndex
 	rev        int64
 	compactRev int64
+	// gen counts publications (Apply, Migrate, Restore), for the read
+	// views that pin value segments (liveSet).
+	gen uint64
 
 	consistentIndex atomic.Uint64
 	term            atomic.Uint64
@@ -102,6 +124,12 @@ type Op struct {
 	// *pb.CompactionRequest, or nil for an entry that only advances the
 	// consistent index (and writes Aux).
 	Req any
+	// ValueAt, for a *pb.PutRequest, is where the bytes of its value lie
+	// in the WAL (the entry was made durable before it was committed).
+	// With Options.Values set and a value of at least PointerMin bytes,
+	// Apply stores a pointer to them instead of the value. Ignored for
+	// other requests, and for a put with ignore_value.
+	ValueAt *ValueLoc
 	// Aux are writes to the buckets other packages own (BucketLease,
 	// BucketAuth, BucketMembers, BucketWasm), made after Req in the same
 	// backend transaction as Req and the consistent index, so a crash
@@ -147,7 +175,16 @@ func Open(path string, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{log: log, checkLease: opts.CheckLease}
+	s := &Store{log: log, checkLease: opts.CheckLease, path: path, vals: opts.Values, pointerMin: opts.PointerMin, live: newLiveSet()}
+	if s.pointerMin <= 0 {
+		s.pointerMin = DefaultPointerMin
+	}
+	cacheBytes := opts.ValueCacheBytes
+	if cacheBytes == 0 {
+		cacheBytes = DefaultValueCacheBytes
+	}
+	s.cache = newValueCache(cacheBytes)
+	removeSnapshotTemps(path, log)
 	be, err := backend.Open(path, backend.Options{
 		Logger:        log,
 		Buckets:       [][]byte{bucketKey, bucketMeta, BucketLease, BucketAuth, BucketMembers, BucketWasm},
@@ -160,6 +197,7 @@ func Open(path string, opts Options) (*Store, error) {
 			// Commits run with the batch locked, after the Apply that
 			// stored this index into it has published.
 			s.committedIndex.Store(s.consistentIndex.Load())
+			s.live.committed()
 			if opts.OnCommit != nil {
 				opts.OnCommit(d)
 			}
@@ -170,13 +208,24 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	s.be = be
 	st, err := s.load(be.ReadTx)
+	if err == nil && st.pointers > 0 && s.vals == nil {
+		err = fmt.Errorf("%w: %d values live in the WAL, and no value reader was given", errBadPointer, st.pointers)
+	}
+	if c, ok := s.vals.(segmentChecker); ok && err == nil {
+		for seq, l := range st.live {
+			if !c.HasSegment(seq) {
+				err = fmt.Errorf("%w: %d values live in WAL segment %016x, which is missing", errBadPointer, l.n, seq)
+				break
+			}
+		}
+	}
 	if err != nil {
 		be.Close()
 		return nil, fmt.Errorf("mvcc: opening %s: %w", path, err)
 	}
 	s.install(st)
 	log.Info("mvcc store opened", "path", path, "revision", s.rev, "compact-revision", s.compactRev,
-		"consistent-index", s.consistentIndex.Load(), "keys", s.index.tree.Len())
+		"consistent-index", s.consistentIndex.Load(), "keys", s.index.tree.Len(), "values-in-wal", st.pointers)
 	return s, nil
 }
 
@@ -198,6 +247,8 @@ type state struct {
 	rev        int64
 	compactRev int64
 	ci, term   uint64
+	live       map[uint64]segLive // pointers per WAL segment
+	pointers   int64
 }
 
 // load rebuilds the index and the revisions from a backend read
@@ -208,16 +259,19 @@ func (s *Store) load(begin func() (*backend.ReadTx, error)) (*state, error) {
 		return nil, err
 	}
 	defer tx.Done()
-	return s.loadFrom(tx)
+	return s.loadFrom(tx, true)
 }
 
-func (s *Store) loadFrom(tx *backend.ReadTx) (*state, error) {
+// loadFrom reads a backend; a pointer record is an error unless
+// allowPointers (a backend from another member: its pointers name that
+// member's WAL).
+func (s *Store) loadFrom(tx *backend.ReadTx, allowPointers bool) (*state, error) {
 	for _, name := range [][]byte{bucketKey, bucketMeta} {
 		if !tx.HasBucket(name) {
 			return nil, fmt.Errorf("mvcc: no %q bucket", name)
 		}
 	}
-	st := &state{index: newTreeIndex(), compactRev: -1}
+	st := &state{index: newTreeIndex(), compactRev: -1, live: map[uint64]segLive{}}
 	if err := getMeta(tx, metaConsistentIndex, &st.ci); err != nil {
 		return nil, err
 	}
@@ -239,9 +293,20 @@ func (s *Store) loadFrom(tx *backend.ReadTx) (*state, error) {
 			return nil, fmt.Errorf("mvcc: key bucket out of order at %x", k)
 		}
 		currentRev = rev.main
-		kv, err := decodeKV(v)
+		kv, p, err := decodeKV(v)
 		if err != nil {
 			return nil, fmt.Errorf("revision %x: %w", k, err)
+		}
+		if p != nil {
+			if !allowPointers {
+				return nil, fmt.Errorf("mvcc: revision %x: %w: the value is a pointer into another member's WAL", k, errBadPointer)
+			}
+			c := st.live[p.Seq]
+			c.n++
+			c.bytes += p.Len
+			c.ever += p.Len
+			st.live[p.Seq] = c
+			st.pointers++
 		}
 		ki, ok := keys[string(kv.Key)]
 		switch {
@@ -271,6 +336,8 @@ func (s *Store) loadFrom(tx *backend.ReadTx) (*state, error) {
 // install publishes a loaded state; the caller holds s.mu or owns s.
 func (s *Store) install(st *state) {
 	s.index, s.rev, s.compactRev = st.index, st.rev, st.compactRev
+	s.gen++
+	s.live.reset(st.live, s.gen)
 	s.consistentIndex.Store(st.ci)
 	s.committedIndex.Store(st.ci)
 	s.term.Store(st.term)
@@ -321,10 +388,17 @@ func (s *Store) Commits() int64 { return s.be.Commits() }
 
 // Snapshot commits what is pending and returns the whole backend file as
 // of that commit, for sending to a follower, with its size and the
-// consistent index it covers. rc also implements io.WriterTo (io.Copy uses
-// it, without a goroutine). It holds a backend read transaction until
-// rc.Close, which the caller must call. Safe from any goroutine.
+// consistent index it covers. The file is self-contained: if the backend
+// holds value pointers, rc reads a temporary copy (next to the backend
+// file, removed by rc.Close) in which every value is inline, since a
+// pointer means nothing to another member. rc also implements
+// io.WriterTo (io.Copy uses it, without a goroutine). It holds a backend
+// read transaction or the copy until rc.Close, which the caller must
+// call. Safe from any goroutine.
 func (s *Store) Snapshot() (rc io.ReadCloser, size int64, consistentIndex uint64, err error) {
+	// A view for as long as the snapshot's pointers are read.
+	gen := s.beginView()
+	defer s.live.removeView(gen)
 	snap, err := s.be.Snapshot()
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("mvcc: %w", err)
@@ -336,7 +410,67 @@ func (s *Store) Snapshot() (rc io.ReadCloser, size int64, consistentIndex uint64
 			return nil, 0, 0, fmt.Errorf("mvcc: snapshot meta: %w", err)
 		}
 	}
-	return snap, snap.Size(), ci, nil
+	pointers := false
+	for _, v := range snap.Range(bucketKey, nil, nil) {
+		if isPointerRecord(v) {
+			pointers = true
+			break
+		}
+	}
+	if !pointers {
+		return snap, snap.Size(), ci, nil
+	}
+	defer snap.Close()
+	f, err := os.CreateTemp(filepath.Dir(s.path), filepath.Base(s.path)+snapshotTempPattern)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("mvcc: snapshot: %w", err)
+	}
+	tmp := f.Name()
+	f.Close()
+	err = snap.CopyTo(tmp, func(bucket, _, v []byte) ([]byte, error) {
+		if !bytes.Equal(bucket, bucketKey) {
+			return v, nil
+		}
+		return s.inline(v)
+	})
+	if err != nil {
+		os.Remove(tmp)
+		return nil, 0, 0, fmt.Errorf("mvcc: snapshot: %w", err)
+	}
+	if f, err = os.Open(tmp); err == nil {
+		var fi os.FileInfo
+		if fi, err = f.Stat(); err == nil {
+			return &tempFile{File: f}, fi.Size(), ci, nil
+		}
+		f.Close()
+	}
+	os.Remove(tmp)
+	return nil, 0, 0, fmt.Errorf("mvcc: snapshot: %w", err)
+}
+
+// snapshotTempPattern names the temporary copies Snapshot streams
+// ("db.snapshot-*.tmp"); Open removes leftovers.
+const snapshotTempPattern = ".snapshot-*.tmp"
+
+// tempFile is a file removed when closed.
+type tempFile struct{ *os.File }
+
+func (f *tempFile) Close() error {
+	err := f.File.Close()
+	if rerr := os.Remove(f.Name()); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// removeSnapshotTemps removes the copies a crash left behind.
+func removeSnapshotTemps(path string, log *slog.Logger) {
+	names, _ := filepath.Glob(path + snapshotTempPattern)
+	for _, name := range names {
+		if err := os.Remove(name); err != nil {
+			log.Warn("removing a leftover snapshot copy", "file", name, "err", err)
+		}
+	}
 }
 
 // Restore replaces the store with the backend file at path (a snapshot
@@ -348,7 +482,8 @@ func (s *Store) Snapshot() (rc io.ReadCloser, size int64, consistentIndex uint64
 // not committed are dropped (the snapshot supersedes them), Restore waits
 // for reads and snapshots in progress, renames the file into place and
 // reopens it; ConsistentIndex, Rev, CompactRev and Term become the
-// snapshot's. An error at that stage (wrapping backend.ErrFailed) is a disk
+// snapshot's. A file holding value pointers is refused: it came from
+// another member, whose WAL they point into. An error at that stage (wrapping backend.ErrFailed) is a disk
 // error: the caller must stop.
 //
 // It must be called from the goroutine that calls Apply, between Applies.
@@ -356,7 +491,7 @@ func (s *Store) Restore(path string) error {
 	var st *state
 	check := func(tx *backend.ReadTx) error {
 		var err error
-		st, err = s.loadFrom(tx)
+		st, err = s.loadFrom(tx, false)
 		return err
 	}
 	s.mu.Lock()
@@ -401,6 +536,7 @@ func (s *Store) SizeInUse() int64 { return s.be.SizeInUse() }
 // exactly the writes published with that index (or later ones that do not
 // remove anything it names), and the compaction revision.
 type view struct {
+	s          *Store
 	index      *treeIndex
 	tx         reader
 	rev        int64
@@ -420,8 +556,19 @@ func (s *Store) readView() (v *view, done func(), err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("mvcc: %w", err)
 	}
-	v = &view{index: s.index, tx: tx, rev: s.rev, compactRev: s.compactRev}
-	return v, tx.Done, nil
+	gen := s.gen
+	s.live.addView(gen) // the view may hold value pointers until done
+	v = &view{s: s, index: s.index, tx: tx, rev: s.rev, compactRev: s.compactRev}
+	return v, func() { tx.Done(); s.live.removeView(gen) }, nil
+}
+
+// beginView registers a read of the published state, which may hold value
+// pointers until the caller removes it (s.live.removeView).
+func (s *Store) beginView() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	s.live.addView(s.gen)
+	return s.gen
 }
 
 // readKV reads the stored value of rev (not a tombstone).
@@ -430,15 +577,32 @@ func (v *view) readKV(rev revision) (*mvccpb.KeyValue, error) {
 	if raw == nil {
 		return nil, fmt.Errorf("mvcc: revision %d_%d missing from the backend", rev.main, rev.sub)
 	}
-	return decodeKV(raw)
+	return v.s.decode(raw)
 }
 
 // writer is the state of one Apply: the backend batch and a private copy
 // of the index that is published with the batch's writes.
 type writer struct {
 	view
-	s   *Store
 	btx *backend.BatchTx
+	// live are the changes to the pointer counts, published with the
+	// batch.
+	live map[uint64]segLive
+}
+
+// addLive counts n more (or fewer) pointers of size bytes each into
+// segment seq.
+func (w *writer) addLive(seq uint64, n, bytes int64) {
+	if w.live == nil {
+		w.live = map[uint64]segLive{}
+	}
+	c := w.live[seq]
+	c.n += n
+	c.bytes += n * bytes
+	if n > 0 {
+		c.ever += n * bytes
+	}
+	w.live[seq] = c
 }
 
 // Apply applies ops in Raft order into the backend's batch, together with
@@ -476,8 +640,7 @@ func (s *Store) Apply(term uint64, ops []Op) ([]Result, error) {
 	}
 	s.mu.Lock()
 	w := &writer{
-		view: view{index: s.index.clone(), tx: btx, rev: s.rev, compactRev: s.compactRev},
-		s:    s,
+		view: view{s: s, index: s.index.clone(), tx: btx, rev: s.rev, compactRev: s.compactRev},
 		btx:  btx,
 	}
 	s.mu.Unlock()
@@ -487,7 +650,7 @@ func (s *Store) Apply(term uint64, ops []Op) ([]Result, error) {
 			continue
 		}
 		ci = op.Index
-		res, err := w.apply(op.Req)
+		res, err := w.apply(op.Req, op.ValueAt)
 		if err == nil {
 			err = w.aux(op.Aux)
 		}
@@ -503,6 +666,8 @@ func (s *Store) Apply(term uint64, ops []Op) ([]Result, error) {
 	s.mu.Lock()
 	btx.Publish()
 	s.index, s.rev, s.compactRev = w.index, w.rev, w.compactRev
+	s.gen++
+	s.live.merge(w.live, s.gen)
 	s.consistentIndex.Store(ci)
 	s.term.Store(term)
 	s.mu.Unlock()
@@ -522,7 +687,7 @@ func requestErr(err error) error { return errRequest{err} }
 
 // apply runs one request. A request error comes back in Result.Err; any
 // other error is a backend failure.
-func (w *writer) apply(req any) (Result, error) {
+func (w *writer) apply(req any, at *ValueLoc) (Result, error) {
 	var (
 		resp any
 		t    *txnCtx
@@ -533,6 +698,9 @@ func (w *writer) apply(req any) (Result, error) {
 		return Result{}, nil
 	case *pb.PutRequest:
 		t = w.begin()
+		if !r.IgnoreValue {
+			t.valueAt = at
+		}
 		resp, err = w.put(t, r)
 	case *pb.DeleteRangeRequest:
 		t = w.begin()
@@ -646,13 +814,20 @@ func (w *writer) compact(r *pb.CompactionRequest) (*pb.CompactionResponse, error
 		removed int
 		batch   [][]byte
 	)
-	for k := range w.btx.Range(bucketKey, nil, end) {
+	for k, v := range w.btx.Range(bucketKey, nil, end) {
 		r, _, err := bytesToRev(k)
 		if err != nil {
 			return nil, err
 		}
 		if _, ok := keep[r]; !ok {
 			batch = append(batch, bytes.Clone(k))
+			p, err := decodePointer(v)
+			if err != nil {
+				return nil, fmt.Errorf("revision %x: %w", k, err)
+			}
+			if p != nil {
+				w.addLive(p.Seq, -1, p.Len)
+			}
 		}
 	}
 	// Deleting through a moving cursor can skip entries; delete after.

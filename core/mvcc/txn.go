@@ -3,6 +3,7 @@ package mvcc
 import (
 	"bytes"
 	"fmt"
+	"hash/crc32"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -16,6 +17,9 @@ type txnCtx struct {
 	w        *writer
 	beginRev int64
 	changes  []*mvccpb.Event
+	// valueAt is where the value of a put request lies in the WAL (a
+	// top-level put only: a txn's puts store their values inline).
+	valueAt *ValueLoc
 }
 
 // rev is the revision the request's reads see: beginRev, or beginRev+1 once
@@ -52,7 +56,7 @@ func (t *txnCtx) put(key, value []byte, lease int64) error {
 		Version:        ver + 1,
 		Lease:          lease,
 	}
-	raw, err := encodeKV(kv)
+	raw, err := t.encodePut(kv)
 	if err != nil {
 		return err
 	}
@@ -62,6 +66,25 @@ func (t *txnCtx) put(key, value []byte, lease int64) error {
 	t.v.index.put(kv.Key, idxRev)
 	t.changes = append(t.changes, &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: kv, PrevKv: prev})
 	return nil
+}
+
+// encodePut encodes the record of a put: with a pointer to the value's
+// bytes in the WAL when the request gave their location and the value is
+// large enough to be worth it, else inline.
+func (t *txnCtx) encodePut(kv *mvccpb.KeyValue) ([]byte, error) {
+	at, s := t.valueAt, t.w.s
+	t.valueAt = nil // one put per request
+	if at == nil || s.vals == nil || len(kv.Value) < s.pointerMin || at.Len != len(kv.Value) || at.Off < 0 {
+		return encodeKV(kv)
+	}
+	p := valuePtr{Seq: at.Seq, Off: at.Off, Len: int64(at.Len), CRC: crc32.Checksum(kv.Value, castagnoli)}
+	raw, err := encodePointerKV(kv, p)
+	if err != nil {
+		return nil, err
+	}
+	t.w.addLive(p.Seq, 1, p.Len)
+	s.cache.add(p, kv.Value)
+	return raw, nil
 }
 
 // deleteRange deletes the keys of [key, end) alive now and returns how many.

@@ -1,9 +1,12 @@
 package backend
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"iter"
+	"os"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
@@ -104,6 +107,90 @@ var errSnapshotClosed = errors.New("backend: snapshot closed")
 func (s *Snapshot) rollback() error {
 	if err := s.tx.Rollback(); err != nil && !errors.Is(err, berrors.ErrTxClosed) {
 		return err
+	}
+	return nil
+}
+
+// Range iterates the keys of bucket in [from, to) as of the snapshot (nil
+// from: from the first key; nil to: to the last). Keys and values are
+// valid until Close.
+func (s *Snapshot) Range(bucket, from, to []byte) iter.Seq2[[]byte, []byte] {
+	return emptyBuffer.overlay(bucket, s.tx.Bucket(bucket), from, to)
+}
+
+// copyBatch bounds the writes of one transaction of CopyTo.
+const copyBatch = 16 << 20
+
+// CopyTo writes the snapshot's database, with every value passed through
+// transform (which returns the value to store, or an error that stops the
+// copy), into a new bbolt file at path, which must not exist or be empty
+// (a file just made with os.CreateTemp). The copy is
+// compact (as after a defragmentation) and is not synced: it is meant for
+// a temporary file that is streamed and then removed. On error the file is
+// removed.
+func (s *Snapshot) CopyTo(path string, transform func(bucket, key, value []byte) ([]byte, error)) (err error) {
+	dst, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: true, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+	if err != nil {
+		return fmt.Errorf("backend: creating %s: %w", path, err)
+	}
+	defer func() {
+		if cerr := dst.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("backend: closing %s: %w", path, cerr)
+		}
+		if err != nil {
+			os.Remove(path)
+		}
+	}()
+	tx, err := dst.Begin(true)
+	if err != nil {
+		return fmt.Errorf("backend: copying: %w", err)
+	}
+	defer func() {
+		if tx != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	size := 0
+	err = s.tx.ForEach(func(name []byte, src *bolt.Bucket) error {
+		name = bytes.Clone(name)
+		bk, err := tx.CreateBucket(name)
+		if err != nil {
+			return err
+		}
+		if err := bk.SetSequence(src.Sequence()); err != nil {
+			return err
+		}
+		return src.ForEach(func(k, v []byte) error {
+			if v == nil {
+				return fmt.Errorf("nested bucket %q/%x", name, k)
+			}
+			v, err := transform(name, k, v)
+			if err != nil {
+				return err
+			}
+			if size >= copyBatch {
+				// A new transaction: bucket handles do not carry over.
+				if err := tx.Commit(); err != nil {
+					return err
+				}
+				if tx, err = dst.Begin(true); err != nil {
+					return err
+				}
+				size = 0
+			}
+			b := tx.Bucket(name)
+			b.FillPercent = seqFillPercent // keys arrive in order
+			size += len(k) + len(v)
+			return b.Put(bytes.Clone(k), bytes.Clone(v))
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("backend: copying to %s: %w", path, err)
+	}
+	err = tx.Commit()
+	tx = nil
+	if err != nil {
+		return fmt.Errorf("backend: copying to %s: %w", path, err)
 	}
 	return nil
 }

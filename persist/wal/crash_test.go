@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -141,6 +142,85 @@ func (m *model) gen(rng *rand.Rand) op {
 	return op{kind: "save", hs: hs, es: es}
 }
 
+// ptrModel stands for the value pointers a backend keeps into the WAL: Locs
+// of acknowledged entries, some of them released again (as a compaction
+// does). The WAL must keep every segment they point into (Options.Pinned),
+// and each must read back its entry's data, crashes and all.
+type ptrModel struct {
+	rng  *rand.Rand
+	pins pinSet
+	ptrs []ptrRec
+}
+
+type ptrRec struct {
+	index uint64
+	loc   Loc
+	data  []byte
+}
+
+func newPtrModel(seed int64) *ptrModel {
+	return &ptrModel{rng: rand.New(rand.NewPCG(uint64(seed), 3))}
+}
+
+// saved takes the Locs of entries Save returned for, and keeps pointers to
+// about half of them.
+func (p *ptrModel) saved(w *WAL, es []*raftpb.Entry) error {
+	for _, e := range es {
+		l, ok := w.Locate(e.GetIndex())
+		if !ok || l.Len != len(e.GetData()) {
+			return fmt.Errorf("entry %d of %d bytes saved, located at %+v (%v)", e.GetIndex(), len(e.GetData()), l, ok)
+		}
+		if p.rng.IntN(2) == 0 {
+			p.ptrs = append(p.ptrs, ptrRec{e.GetIndex(), l, e.GetData()})
+			p.pins.pin(l.Seq)
+		}
+	}
+	return nil
+}
+
+// release drops about a third of the pointers.
+func (p *ptrModel) release() {
+	kept := p.ptrs[:0]
+	for _, r := range p.ptrs {
+		if p.rng.IntN(3) == 0 {
+			p.pins.unpin(r.loc.Seq)
+		} else {
+			kept = append(kept, r)
+		}
+	}
+	p.ptrs = kept
+}
+
+// check reads every pointer back.
+func (p *ptrModel) check(w *WAL) error {
+	for _, r := range p.ptrs {
+		got, err := w.ReadValue(r.loc.Seq, r.loc.Off, r.loc.Len, crcOf(r.data))
+		if err != nil {
+			return fmt.Errorf("pointer to entry %d at %+v: %w", r.index, r.loc, err)
+		}
+		if !bytes.Equal(got, r.data) {
+			return fmt.Errorf("pointer to entry %d at %+v: read %q, want %q", r.index, r.loc, got, r.data)
+		}
+	}
+	return nil
+}
+
+// checkLocated reads back the data of every entry Open returned, where
+// Locate says it is.
+func checkLocated(w *WAL, es []*raftpb.Entry) error {
+	for _, e := range es {
+		l, ok := w.Locate(e.GetIndex())
+		if !ok {
+			return fmt.Errorf("entry %d read by Open is not located", e.GetIndex())
+		}
+		got, err := w.ReadValue(l.Seq, l.Off, l.Len, crcOf(e.GetData()))
+		if err != nil || !bytes.Equal(got, e.GetData()) {
+			return fmt.Errorf("entry %d located at %+v: read %q, %v", e.GetIndex(), l, got, err)
+		}
+	}
+	return nil
+}
+
 func (w *WAL) do(o op) error {
 	switch o.kind {
 	case "save":
@@ -163,6 +243,8 @@ type crashRun struct {
 	// What happened, for the summary.
 	inflight string
 	torn     bool
+	ptrs     int // value pointers read back after the first crash
+	vlogs    int // value segments after the first crash
 }
 
 func crashOptions(c *fsx.CrashFS, lg *slog.Logger) Options {
@@ -174,7 +256,7 @@ func crashOptions(c *fsx.CrashFS, lg *slog.Logger) Options {
 // commit index is written without a sync, so the states since the last
 // synced write survive, if at all, as an in-order prefix), and the
 // operation that failed, if one did.
-func load(w *WAL, m *model, rng *rand.Rand, n int) (*model, []*model, *op) {
+func load(w *WAL, m *model, rng *rand.Rand, n int, ptrs *ptrModel) (*model, []*model, *op) {
 	var since []*model // the state at the last sync, then after each unsynced save
 	for range n {
 		o := m.gen(rng)
@@ -186,8 +268,16 @@ func load(w *WAL, m *model, rng *rand.Rand, n int) (*model, []*model, *op) {
 		if !synced && len(since) == 0 {
 			since = append(since, m.clone())
 		}
+		if o.kind == "purge" {
+			ptrs.release()
+		}
 		if err := w.do(o); err != nil {
 			return m, since, &o
+		}
+		if o.kind == "save" {
+			if err := ptrs.saved(w, o.es); err != nil {
+				panic(err) // a bug, not a crash outcome
+			}
 		}
 		switch o.kind {
 		case "save":
@@ -220,6 +310,8 @@ func (cr *crashRun) run(t *testing.T) int64 {
 	o := crashOptions(c, lg)
 	// Half the seeds write through the page cache, half with direct I/O.
 	o.BufferedIO = cr.seed%2 == 1
+	ptrs := newPtrModel(cr.seed)
+	o.Pinned = ptrs.pins.pinned
 
 	m := newModel()
 	var inflight *op
@@ -227,7 +319,7 @@ func (cr *crashRun) run(t *testing.T) int64 {
 	w, err := CreateWithOptions("/data/member/wal", testMD, o)
 	created := err == nil
 	if created {
-		m, earlier, inflight = load(w, m, rng, cr.steps)
+		m, earlier, inflight = load(w, m, rng, cr.steps, ptrs)
 		if w.Close() == nil && inflight == nil {
 			earlier = nil // a clean Close syncs what was written
 		}
@@ -263,6 +355,18 @@ func (cr *crashRun) run(t *testing.T) int64 {
 		fail("recovered state matches no outcome:\n got hs %v snap %+v entries %v\nwant hs %+v snap %+v entries %v",
 			st.HardState, st.Snapshot, view(st.Entries), m.hs, m.snap, m.entries())
 	}
+	// Every value pointer into an acknowledged entry reads back its data,
+	// and so does every entry Open located.
+	if err := ptrs.check(w); err != nil {
+		fail("after the crash: %v", err)
+	}
+	cr.ptrs = len(ptrs.ptrs)
+	if l, err := listFiles(c, "/data/member/wal"); err == nil {
+		cr.vlogs = len(l.vlogs)
+	}
+	if err := checkLocated(w, st.Entries); err != nil {
+		fail("after the crash: %v", err)
+	}
 
 	// Recovery is repeatable, and appending after it works, even with a
 	// second crash on the way.
@@ -270,7 +374,7 @@ func (cr *crashRun) run(t *testing.T) int64 {
 	if second {
 		c.CrashAfter(1 + rng.Int64N(40))
 	}
-	now, earlier, inflight = load(w, now.clone(), rng, 10)
+	now, earlier, inflight = load(w, now.clone(), rng, 10, ptrs)
 	if w.Close() == nil && inflight == nil {
 		earlier = nil
 	}
@@ -290,6 +394,12 @@ func (cr *crashRun) run(t *testing.T) int64 {
 		fail("after appending (second crash: %v), state matches no outcome:\n got snap %+v entries %v\nwant snap %+v entries %v",
 			second, st.Snapshot, view(st.Entries), now.snap, now.entries())
 	}
+	if err := ptrs.check(w); err != nil {
+		fail("after the second crash: %v", err)
+	}
+	if err := checkLocated(w, st.Entries); err != nil {
+		fail("after the second crash: %v", err)
+	}
 	next := max(now.last, now.snap.Index) + 1
 	add := ent(now.hs.Term+1, next, "after")
 	if err := w.Save(hardState(now.hs.Term+1, 1, now.hs.Commit), []*raftpb.Entry{add}); err != nil {
@@ -308,10 +418,12 @@ func (cr *crashRun) run(t *testing.T) int64 {
 
 // TestWAL_PowerLossNeverLosesAnAcknowledgedWrite crashes a WAL on CrashFS
 // at thousands of random points of a write load (Saves of random entries
-// and hard states, segment cuts, snapshot markers, purges and recycling),
-// torn writes included, and checks that Open succeeds and gives back
-// every acknowledged write, that recovery survives a second crash, and
-// that appending after it works.
+// and hard states, segment cuts, snapshot markers, purges and recycling,
+// value segments kept for pointers and recycled once released), torn
+// writes included, and checks that Open succeeds and gives back every
+// acknowledged write, that every value pointer into an acknowledged entry
+// and every entry Open located reads back its data, that recovery
+// survives a second crash, and that appending after it works.
 func TestWAL_PowerLossNeverLosesAnAcknowledgedWrite(t *testing.T) {
 	points := 3000
 	if raceEnabled {
@@ -322,6 +434,7 @@ func TestWAL_PowerLossNeverLosesAnAcknowledgedWrite(t *testing.T) {
 	}
 	const steps = 60
 	var torn, kinds = 0, map[string]int{}
+	var ptrs, vlogRuns int
 	for i := range points {
 		seed := int64(i)
 		// A dry run counts the operations of this seed's load; the crash
@@ -334,6 +447,10 @@ func TestWAL_PowerLossNeverLosesAnAcknowledgedWrite(t *testing.T) {
 		if cr.torn {
 			torn++
 		}
+		ptrs += cr.ptrs
+		if cr.vlogs > 0 {
+			vlogRuns++
+		}
 	}
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(kinds)) {
@@ -343,5 +460,6 @@ func TestWAL_PowerLossNeverLosesAnAcknowledgedWrite(t *testing.T) {
 		}
 		parts = append(parts, fmt.Sprintf("%s %d", name, kinds[k]))
 	}
-	t.Logf("power loss at %d crash points (during %s); %d torn tails repaired", points, strings.Join(parts, ", "), torn)
+	t.Logf("power loss at %d crash points (during %s); %d torn tails repaired; %d value pointers read back, %d runs with value segments",
+		points, strings.Join(parts, ", "), torn, ptrs, vlogRuns)
 }

@@ -14,8 +14,8 @@
 // a mutex orders them with Save. A failed write or sync is returned and
 // poisons the WAL (every later Save, SaveSnapshot and PurgeBefore fails
 // with ErrFailed); the caller must stop the process, never retry: after a
-// failed fsync the page cache can no longer be trusted. Stats may be read
-// from any goroutine.
+// failed fsync the page cache can no longer be trusted. Stats, Locate,
+// Release and ReadValue may be called from any goroutine (see Values).
 //
 // # Files
 //
@@ -28,6 +28,15 @@
 //
 //	%016x.next         the next segment, prepared ahead of the cut (sequence it is for)
 //	%016x.free         a purged segment waiting to be reused (its old sequence)
+//
+// and value segments, which Open does not replay either:
+//
+//	%016x.vlog         a segment the log no longer needs, kept for the values
+//	                   that still point into it (its sequence; see Values)
+//
+// A value segment is older than every segment of the log (Open refuses
+// one that is not: ErrCorrupt), so the sequence rules of the log are those
+// of the .wal files alone.
 //
 // Every segment file is preallocated to the segment size (fallocate), so a
 // write inside it never changes the file size and fdatasync has no size
@@ -45,9 +54,10 @@
 // otherwise), and the file is named "<seq>.next". A Save that would not
 // fit in the tail cuts first: it renames "<seq>.next" to its segment name
 // and syncs the directory, so the cut costs no write. PurgeBefore renames
-// purged segments to "<seq>.free" and syncs the directory once; beyond 2
-// pool files it deletes them instead. The pool's leftovers after a crash
-// (a ".next" never renamed, a ".free") are pooled again by Open.
+// purged segments to "<seq>.free" (or, if Options.Pinned holds them, to
+// "<seq>.vlog"; see Values) and syncs the directory once; beyond 2 pool
+// files it deletes them instead. The pool's leftovers after a crash (a
+// ".next" never renamed, a ".free") are pooled again by Open.
 //
 // # Records
 //
@@ -182,6 +192,49 @@
 // would lose it). Entry data that happens to contain a valid record of the
 // tail's sequence at a sector boundary past a torn tail makes Open refuse
 // to start rather than lose data.
+//
+// # Values
+//
+// The data of an entry lies verbatim in its entries record (the CBOR byte
+// string of [term, index, type, data]), and records never span segments,
+// so each entry's data is a run of bytes of one segment file that never
+// changes while the file is not recycled. Save (once the entries are
+// durable) and Open (for the entries it returns) record, for each entry,
+// its Loc {Seq, Off, Len}: the segment, the file offset of the data's first
+// byte, and its length; a later record of the same index replaces it, and
+// the entries of a dropped suffix lose theirs. Locate returns it until
+// Release(upTo) (the server calls it once it has applied upTo). The offsets
+// are read off the record's bytes as written (a small walker over the
+// CBOR heads), not computed apart from them.
+//
+// The server stores, for a large value, a pointer into those bytes instead
+// of a copy in the backend (core/mvcc "Value pointers"), so a value is
+// written once. ReadValue(seq, off, n, crc) reads such bytes back: a
+// pread on a read-only handle of the segment, opened at the first read
+// and cached, checked against the CRC-32C the pointer carries; a missing
+// segment, a short read or a mismatch is an error wrapping ErrCorrupt
+// naming the file and offset, never other bytes. It runs concurrently
+// with Save, cuts and purges (its own read-write lock; Save's mutex is
+// never taken).
+//
+// Retention. Options.Pinned tells PurgeBefore which segments values still
+// live in. A segment the log lets go of that is pinned is renamed
+// "<seq>.vlog" (the directory is synced with the purge's other renames)
+// instead of joining the free pool; every PurgeBefore asks again about
+// the value segments, and recycles (".free", or deletes beyond the pool)
+// those no longer pinned. A segment is handed to the pool only when Pinned
+// says false, after its cached read handle is closed: Pinned must say true
+// while any pointer into it may still be read, on disk (a backend commit
+// that dropped the pointer must be durable first) or in memory (a read in
+// progress). Reclaimable lists the segments Raft no longer needs, for the
+// server to move the few values left in mostly dead ones back into the
+// backend (core/mvcc Migrate) before it purges.
+//
+// Durability. A Loc is handed out only for entries whose Save returned,
+// that is, after their fdatasync: a backend commit holding a pointer never
+// reaches the disk before the bytes it points at. The crash test checks
+// that every Loc handed out for an acknowledged entry reads back its data
+// after power loss and Open.
 //
 // # Sizes
 //

@@ -23,12 +23,12 @@ func fuzzEntries(es []*raftpb.Entry) rec {
 
 func fuzzHardState(term, vote, commit uint64) rec {
 	p, _ := encodeHardState(hardState(term, vote, commit))
-	return rec{recHardState, p}
+	return rec{typ: recHardState, payload: p}
 }
 
 func fuzzSnapshot(index, term uint64) rec {
 	p, _ := encodeSnapshot(SnapshotMarker{Index: index, Term: term})
-	return rec{recSnapshot, p}
+	return rec{typ: recSnapshot, payload: p}
 }
 
 func FuzzDecodeRecord(f *testing.F) {
@@ -37,9 +37,9 @@ func FuzzDecodeRecord(f *testing.F) {
 	good := fuzzRecs(fuzzHardState(3, 2, 1))
 	f.Add(uint64(0), good)
 	f.Add(uint64(0), fuzzRecs(fuzzEntries(ents(1, 1, 3))))
-	f.Add(uint64(0), fuzzRecs(rec{recMetadata, md}))
+	f.Add(uint64(0), fuzzRecs(rec{typ: recMetadata, payload: md}))
 	f.Add(uint64(0), fuzzRecs(fuzzSnapshot(7, 2)))
-	f.Add(uint64(0), fuzzRecs(rec{recLink, link}))
+	f.Add(uint64(0), fuzzRecs(rec{typ: recLink, payload: link}))
 	f.Add(uint64(0), finishWrite(nil, crcSeed(0), 3))
 	f.Add(uint64(1), good) // written for segment 0
 	f.Add(uint64(0), good[:len(good)-1])
@@ -148,8 +148,8 @@ func FuzzReplay(f *testing.F) {
 	link, _ := encodeLink(512)
 	f.Add(bytes.Join([][]byte{chunk(fuzzEntries(ents(1, 1, 3))), chunk(fuzzEntries(ents(2, 2, 2))), chunk(fuzzHardState(3, 2, 1))}, nil))
 	f.Add(bytes.Join([][]byte{chunk(fuzzEntries(ents(1, 1, 3))), chunk(fuzzSnapshot(2, 1)), chunk(fuzzEntries(ents(2, 9, 9)))}, nil))
-	f.Add(bytes.Join([][]byte{chunk(fuzzEntries(ents(1, 1, 3))), chunk(rec{recMetadata, md}), {0, 0, 0}}, nil))
-	f.Add(bytes.Join([][]byte{chunk(rec{recLink, link}), chunk(rec{recPad, make([]byte, 20)}), chunk(fuzzHardState(1, 1, 1))}, nil))
+	f.Add(bytes.Join([][]byte{chunk(fuzzEntries(ents(1, 1, 3))), chunk(rec{typ: recMetadata, payload: md}), {0, 0, 0}}, nil))
+	f.Add(bytes.Join([][]byte{chunk(rec{typ: recLink, payload: link}), chunk(rec{typ: recPad, payload: make([]byte, 20)}), chunk(fuzzHardState(1, 1, 1))}, nil))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		seed := crcSeed(0)
 		data := appendRecord(nil, seed, recMetadata, md)

@@ -234,7 +234,7 @@ func snapshotRecFor(t testing.TB, index, term uint64) rec {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rec{recSnapshot, p}
+	return rec{typ: recSnapshot, payload: p}
 }
 
 func patchFile(t testing.TB, path string, off int, b []byte) {

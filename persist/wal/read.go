@@ -19,6 +19,8 @@ type replayer struct {
 	snap    SnapshotMarker
 	snapSeq uint64 // segment where the latest marker was first read
 	ents    []*raftpb.Entry
+	locs    []indexLoc // where the data of ents lies, in step with ents
+	spans   []entrySpan
 	next    uint64 // index the next entries record may start at, at most; 0: any
 	seq     uint64 // of the current segment
 	segMeta bool   // the current segment began with a metadata record
@@ -193,7 +195,11 @@ func (r *replayer) apply(name string, off int, typ byte, payload []byte) error {
 		if err != nil {
 			return corrupt(name, off, err)
 		}
-		if err := r.applyEntries(ents); err != nil {
+		locs, err := r.entryLocs(payload, off, ents)
+		if err != nil {
+			return corrupt(name, off, err)
+		}
+		if err := r.applyEntries(ents, locs); err != nil {
 			return corrupt(name, off, err)
 		}
 	default:
@@ -202,14 +208,35 @@ func (r *replayer) apply(name string, off int, typ byte, payload []byte) error {
 	return nil
 }
 
+// entryLocs returns where the data of each of ents (decoded from payload,
+// the record at off of the current segment) lies in the segment file.
+func (r *replayer) entryLocs(payload []byte, off int, ents []*raftpb.Entry) ([]indexLoc, error) {
+	spans, err := entrySpans(payload, r.spans[:0])
+	r.spans = spans[:0]
+	if err != nil {
+		return nil, err
+	}
+	if len(spans) != len(ents) {
+		return nil, fmt.Errorf("%d entries decoded, %d located", len(ents), len(spans))
+	}
+	locs := make([]indexLoc, len(ents))
+	for i, sp := range spans {
+		if sp.index != ents[i].GetIndex() || sp.n != len(ents[i].GetData()) {
+			return nil, fmt.Errorf("entry %d located as %d bytes of index %d", ents[i].GetIndex(), sp.n, sp.index)
+		}
+		locs[i] = indexLoc{sp.index, Loc{Seq: r.seq, Off: int64(off + minRecordSize + sp.off), Len: sp.n}}
+	}
+	return locs, nil
+}
+
 // applyEntries appends ents, which are consecutive. Entries covered by the
 // snapshot marker are dropped; a first index at or below the last one read
 // replaces the suffix from there (Raft overwrote a conflicting tail); a
 // first index past the next expected one is a gap.
-func (r *replayer) applyEntries(ents []*raftpb.Entry) error {
+func (r *replayer) applyEntries(ents []*raftpb.Entry, locs []indexLoc) error {
 	if s := r.snap.Index; s > 0 {
 		for len(ents) > 0 && ents[0].GetIndex() <= s {
-			ents = ents[1:]
+			ents, locs = ents[1:], locs[1:]
 		}
 		if len(ents) == 0 {
 			return nil
@@ -220,13 +247,15 @@ func (r *replayer) applyEntries(ents []*raftpb.Entry) error {
 	r.purged = false
 	switch {
 	case r.next == 0, purged && first > r.next:
-		r.ents = ents
+		r.ents, r.locs = ents, locs
 	case first > r.next:
 		return fmt.Errorf("index gap: expected entry %d at most, got %d", r.next, first)
 	case len(r.ents) > 0 && first >= r.ents[0].GetIndex():
-		r.ents = append(r.ents[:first-r.ents[0].GetIndex()], ents...)
+		k := first - r.ents[0].GetIndex()
+		r.ents = append(r.ents[:k], ents...)
+		r.locs = append(r.locs[:k], locs...)
 	default:
-		r.ents = ents
+		r.ents, r.locs = ents, locs
 	}
 	r.next = ents[len(ents)-1].GetIndex() + 1
 	return nil
@@ -243,7 +272,7 @@ func (r *replayer) applySnapshot(s snapshotRec) error {
 	}
 	r.snap = SnapshotMarker{Index: s.Index, Term: s.Term}
 	for len(r.ents) > 0 && r.ents[0].GetIndex() <= s.Index {
-		r.ents = r.ents[1:]
+		r.ents, r.locs = r.ents[1:], r.locs[1:]
 	}
 	if r.next < s.Index+1 {
 		r.next = s.Index + 1

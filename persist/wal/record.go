@@ -224,6 +224,9 @@ func decodeSnapshot(p []byte) (snapshotRec, error) {
 type rec struct {
 	typ     byte
 	payload []byte
+	// spans are, for an entries record, where each entry's data lies in
+	// payload (in entry order), for the locations Save hands out.
+	spans []entrySpan
 }
 
 func recsSize(recs []rec) int {
@@ -252,7 +255,12 @@ func entryRecs(dst []rec, ents []*raftpb.Entry, budget int) ([]rec, error) {
 		if err != nil {
 			return fmt.Errorf("wal: encoding entries: %w", err)
 		}
-		dst = append(dst, rec{recEntries, p})
+		spans, err := entrySpans(p, make([]entrySpan, 0, len(recs)))
+		if err != nil || len(spans) != len(recs) {
+			// The encoder and the walker disagree: a bug, not bad input.
+			return fmt.Errorf("wal: locating entry data in an entries record: %d spans for %d entries: %v", len(spans), len(recs), err)
+		}
+		dst = append(dst, rec{typ: recEntries, payload: p, spans: spans})
 		recs, size = recs[:0], arrayOverhead
 		return nil
 	}

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ const (
 	segmentExt = ".wal"
 	nextExt    = ".next" // a file prepared to become the next segment
 	freeExt    = ".free" // a purged segment waiting to be recycled
+	vlogExt    = ".vlog" // a purged segment kept for the values it holds
 	tmpExt     = ".tmp"
 	// segmentNameLen is len("%016x-%016x.wal").
 	segmentNameLen = 16 + 1 + 16 + len(segmentExt)
@@ -53,6 +55,17 @@ func nextName(seq uint64) string { return fmt.Sprintf("%016x%s", seq, nextExt) }
 // freeName names a purged segment in the free pool, after its sequence.
 func freeName(seq uint64) string { return fmt.Sprintf("%016x%s", seq, freeExt) }
 
+// vlogName names a value segment: a segment the log no longer needs, kept
+// for the values it holds (its sequence).
+func vlogName(seq uint64) string { return fmt.Sprintf("%016x%s", seq, vlogExt) }
+
+func parseVlogName(name string) (uint64, bool) {
+	if len(name) != 16+len(vlogExt) || !strings.HasSuffix(name, vlogExt) {
+		return 0, false
+	}
+	return parseHex16(name[:16])
+}
+
 // parsePoolName parses the names of files in the free pool: prepared
 // (.next) or purged (.free) ones.
 func parsePoolName(name string) (seq uint64, next bool, ok bool) {
@@ -79,30 +92,38 @@ func parseHex16(s string) (uint64, bool) {
 // listDir returns the segments in dir ordered by sequence, and the names
 // of the files in the free pool. Other names are ignored.
 func listDir(fsys fsx.FS, dir string) (segs []segment, pool []string, err error) {
+	l, err := listFiles(fsys, dir)
+	return l.segs, l.pool, err
+}
+
+// dirList is what a WAL directory holds.
+type dirList struct {
+	segs  []segment // the log, by sequence
+	pool  []string  // names of the free pool's files
+	vlogs []uint64  // value segments, by sequence
+}
+
+func listFiles(fsys fsx.FS, dir string) (dirList, error) {
+	var l dirList
 	des, err := fsys.ReadDir(dir)
 	if err != nil {
-		return nil, nil, err
+		return l, err
 	}
 	for _, de := range des {
 		if !de.Type().IsRegular() {
 			continue
 		}
 		if s, ok := parseSegmentName(de.Name()); ok {
-			segs = append(segs, s)
+			l.segs = append(l.segs, s)
 		} else if _, _, ok := parsePoolName(de.Name()); ok {
-			pool = append(pool, de.Name())
+			l.pool = append(l.pool, de.Name())
+		} else if seq, ok := parseVlogName(de.Name()); ok {
+			l.vlogs = append(l.vlogs, seq)
 		}
 	}
-	slices.SortFunc(segs, func(a, b segment) int {
-		switch {
-		case a.seq < b.seq:
-			return -1
-		case a.seq > b.seq:
-			return 1
-		}
-		return 0
-	})
-	return segs, pool, nil
+	slices.SortFunc(l.segs, func(a, b segment) int { return cmp.Compare(a.seq, b.seq) })
+	slices.Sort(l.vlogs)
+	return l, nil
 }
 
 // readAt reads n bytes at off, fewer at the end of the file.

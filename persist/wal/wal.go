@@ -48,6 +48,15 @@ type Options struct {
 	// the goroutine that called them, with the WAL's mutex held.
 	OnSync func(time.Duration)
 
+	// Pinned, if set, says whether segment seq still holds values that
+	// something outside the WAL points at (core/mvcc's value pointers,
+	// read with ReadValue). PurgeBefore then keeps such a segment as a
+	// value segment ("<seq>.vlog") instead of recycling it, and recycles
+	// a value segment once Pinned says false. It is called from
+	// PurgeBefore with the WAL's mutex held, and must not call the WAL.
+	// nil: nothing is pinned.
+	Pinned func(seq uint64) bool
+
 	// BufferedIO writes through the page cache instead of with direct I/O.
 	// By default Save writes with O_DIRECT where the file system allows it
 	// (see the package comment), and falls back to buffered writes where
@@ -150,6 +159,11 @@ type WAL struct {
 	lazyPrep  bool // Open left preparing the next segment to the first write
 	unsynced  bool // a write since the last fdatasync (a commit-only hard state)
 
+	vlogs    []uint64 // value segments (.vlog), by sequence, oldest first
+	vals     *valueFiles
+	locs     locTable
+	lastLocs []indexLoc // where the entries of the last write went
+
 	now         func() time.Time // time.Now; tests fake it
 	recordLimit int              // payload budget of one entries record
 	buf         []byte
@@ -239,6 +253,7 @@ func CreateWithOptions(dir string, md Metadata, opts Options) (*WAL, error) {
 	}
 	w.f, w.seed, w.off = f, crcSeed(0), w.hdrEnd
 	w.segs = []segment{{seq: 0, index: 0, name: name}}
+	w.vals.setName(0, name)
 	w.openDirect()
 	w.prep = w.newPreparer(nil)
 	w.prep.start(1)
@@ -251,6 +266,7 @@ func newWAL(dir string, md Metadata, o Options) (*WAL, error) {
 		return nil, fmt.Errorf("wal: encoding metadata: %w", err)
 	}
 	w := &WAL{
+		vals:        newValueFiles(o.FS, dir),
 		fs:          o.FS,
 		dir:         dir,
 		logger:      o.Logger,
@@ -294,13 +310,14 @@ func Open(dir string, logger *slog.Logger) (*WAL, *State, error) {
 func OpenWithOptions(dir string, opts Options) (*WAL, *State, error) {
 	o := opts.withDefaults()
 	fsys, logger := o.FS, o.Logger
-	segs, pool, err := listDir(fsys, dir)
+	list, err := listFiles(fsys, dir)
 	if err != nil {
 		if isNotExist(err) {
 			return nil, nil, fmt.Errorf("%w in %s", ErrNotFound, dir)
 		}
 		return nil, nil, fmt.Errorf("wal: list %s: %w", dir, err)
 	}
+	segs, pool, vlogs := list.segs, list.pool, list.vlogs
 	if len(segs) == 0 {
 		return nil, nil, fmt.Errorf("%w in %s", ErrNotFound, dir)
 	}
@@ -308,6 +325,10 @@ func OpenWithOptions(dir string, opts Options) (*WAL, *State, error) {
 		if segs[i].seq != segs[i-1].seq+1 {
 			return nil, nil, fmt.Errorf("%w: segment sequence jumps from %s to %s", ErrCorrupt, segs[i-1].name, segs[i].name)
 		}
+	}
+	if n := len(vlogs); n > 0 && vlogs[n-1] >= segs[0].seq {
+		// Value segments are segments the log let go of: all older.
+		return nil, nil, fmt.Errorf("%w: value segment %s is not older than the log's first segment %s", ErrCorrupt, vlogName(vlogs[n-1]), segs[0].name)
 	}
 
 	tail := segs[len(segs)-1]
@@ -379,6 +400,14 @@ func OpenWithOptions(dir string, opts Options) (*WAL, *State, error) {
 	}
 	w.f, w.segs, w.seed, w.off = f, segs, crcSeed(tail.seq), int64(res.end)
 	w.hs, w.snap, w.snapSeq, w.next = r.hs, r.snap, r.snapSeq, r.next
+	w.vlogs = vlogs
+	for _, seq := range vlogs {
+		w.vals.setName(seq, vlogName(seq))
+	}
+	for _, s := range segs {
+		w.vals.setName(s.seq, s.name)
+	}
+	w.locs.put(r.locs, 0)
 	w.openDirect()
 	if len(segs) > 1 && !links[len(segs)-1] {
 		// Cut, then crashed before the first write: that write must carry.
@@ -422,10 +451,11 @@ func (w *WAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 		if err != nil {
 			return fmt.Errorf("wal: encoding hard state: %w", err)
 		}
-		recs = append(recs, rec{recHardState, p})
+		recs = append(recs, rec{typ: recHardState, payload: p})
 		hsRec = hardStateRec{Term: hs.GetTerm(), Vote: hs.GetVote(), Commit: hs.GetCommit()}
 	}
 	w.recs = recs[:0]
+	oldNext := w.next
 	// As Raft's MustSync: entries, term and vote must be durable before
 	// Raft acts on them; a hard state that only moves the commit index
 	// need not be (the leader tells it again after a crash), so it is
@@ -436,6 +466,9 @@ func (w *WAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 	}
 	if len(ents) > 0 {
 		w.next = ents[len(ents)-1].GetIndex() + 1
+		// Durable now (a Save with entries always syncs): hand out where
+		// their data went.
+		w.locs.put(w.lastLocs, oldNext)
 	}
 	if saveHS {
 		w.hs = hsRec
@@ -461,7 +494,7 @@ func (w *WAL) SaveSnapshot(m SnapshotMarker) error {
 	if err != nil {
 		return fmt.Errorf("wal: encoding snapshot marker: %w", err)
 	}
-	if err := w.write([]rec{{recSnapshot, p}}, true); err != nil {
+	if err := w.write([]rec{{typ: recSnapshot, payload: p}}, true); err != nil {
 		return err
 	}
 	w.snap, w.snapSeq = m, w.seq()
@@ -533,6 +566,14 @@ func (w *WAL) write(recs []rec, sync bool) error {
 		}
 	}
 	buf := appendRecs(w.buf[:0], w.seed, carry)
+	w.lastLocs = w.lastLocs[:0]
+	pos := w.off + int64(len(buf))
+	for _, r := range recs {
+		for _, sp := range r.spans {
+			w.lastLocs = append(w.lastLocs, indexLoc{sp.index, Loc{Seq: w.seq(), Off: pos + minRecordSize + int64(sp.off), Len: sp.n}})
+		}
+		pos += int64(minRecordSize + len(r.payload))
+	}
 	buf = appendRecs(buf, w.seed, recs)
 	buf = finishWrite(buf, w.seed, w.off)
 	if cap(buf) <= 1<<20 {
@@ -558,20 +599,20 @@ func (w *WAL) carry() ([]rec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wal: encoding link: %w", err)
 	}
-	recs := []rec{{recLink, p}}
+	recs := []rec{{typ: recLink, payload: p}}
 	if w.hs != (hardStateRec{}) {
 		p, err := encodeHardState(w.hs.proto())
 		if err != nil {
 			return nil, fmt.Errorf("wal: encoding hard state: %w", err)
 		}
-		recs = append(recs, rec{recHardState, p})
+		recs = append(recs, rec{typ: recHardState, payload: p})
 	}
 	if w.snap != (SnapshotMarker{}) {
 		p, err := encodeSnapshot(w.snap)
 		if err != nil {
 			return nil, fmt.Errorf("wal: encoding snapshot marker: %w", err)
 		}
-		recs = append(recs, rec{recSnapshot, p})
+		recs = append(recs, rec{typ: recSnapshot, payload: p})
 	}
 	return recs, nil
 }
@@ -608,6 +649,7 @@ func (w *WAL) cut() error {
 	w.prevEnd = w.off
 	w.f, w.seed, w.off, w.needCarry = p.f, crcSeed(seq), w.hdrEnd, true
 	w.segs = append(w.segs, segment{seq: seq, index: w.next, name: name})
+	w.vals.setName(seq, name)
 	w.closeDirect()
 	w.openDirect()
 	if err := old.Close(); err != nil {
@@ -724,13 +766,16 @@ func isEmptyHardState(hs *raftpb.HardState) bool {
 	return hs.GetTerm() == 0 && hs.GetVote() == 0 && hs.GetCommit() == 0
 }
 
-// PurgeBefore makes recyclable the segments that only hold entries at or
-// below index (the last snapshot index) and returns how many. It keeps at
-// least Options.MaxWALs segments, never goes past the latest snapshot
-// marker (neither its index nor the segment it was written in), and never
-// touches the tail. Purged segments join the free pool ("<seq>.free") to
-// be reused by later cuts; beyond the pool's capacity they are deleted.
-// One directory fsync. Safe to call from another goroutine than Save.
+// PurgeBefore takes out of the log the segments that only hold entries
+// at or below index (the last snapshot index) and returns how many. It
+// keeps at least Options.MaxWALs segments, never goes past the latest
+// snapshot marker (neither its index nor the segment it was written in),
+// and never touches the tail. A segment taken out that Options.Pinned
+// says still holds values becomes a value segment ("<seq>.vlog"), kept
+// readable by ReadValue; the others, and the value segments that Pinned
+// no longer holds, join the free pool ("<seq>.free") to be reused by later
+// cuts; beyond the pool's capacity they are deleted. One directory fsync.
+// Safe to call from another goroutine than Save.
 func (w *WAL) PurgeBefore(index uint64) (removed int, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -740,23 +785,54 @@ func (w *WAL) PurgeBefore(index uint64) (removed int, err error) {
 	if w.opts.MaxWALs < 0 {
 		return 0, nil
 	}
-	limit := min(index, w.snap.Index)
-	n := 0
-	for n < len(w.segs)-1 && len(w.segs)-n > w.opts.MaxWALs && w.purgeable(n, limit) {
-		n++
-	}
-	if n == 0 {
-		return 0, nil
-	}
-	var names []string
-	var rerr error
-	for _, s := range w.segs[:n] {
-		if rerr = w.fs.Rename(join(w.dir, s.name), join(w.dir, freeName(s.seq))); rerr != nil {
-			rerr = fmt.Errorf("wal: purge: %w", rerr)
+	n := w.purgeCount(index)
+	pinned := func(seq uint64) bool { return w.opts.Pinned != nil && w.opts.Pinned(seq) }
+	var (
+		names []string
+		rerr  error
+		kept  []uint64
+	)
+	// Value segments whose values are all gone first: they are older.
+	for i, seq := range w.vlogs {
+		if pinned(seq) {
+			kept = append(kept, seq)
+			continue
+		}
+		// No handle may read the file once a later segment writes there.
+		w.vals.drop(seq)
+		if rerr = w.fs.Rename(join(w.dir, vlogName(seq)), join(w.dir, freeName(seq))); rerr != nil {
+			rerr = fmt.Errorf("wal: recycling value segment: %w", rerr)
+			kept = append(kept, w.vlogs[i:]...)
 			break
 		}
-		names = append(names, freeName(s.seq))
+		names = append(names, freeName(seq))
+	}
+	w.vlogs = kept
+	changed := len(names) > 0
+	for _, s := range w.segs[:n] {
+		if rerr != nil {
+			break
+		}
+		if pinned(s.seq) {
+			if rerr = w.fs.Rename(join(w.dir, s.name), join(w.dir, vlogName(s.seq))); rerr != nil {
+				rerr = fmt.Errorf("wal: purge: %w", rerr)
+				break
+			}
+			w.vals.setName(s.seq, vlogName(s.seq))
+			w.vlogs = append(w.vlogs, s.seq)
+		} else {
+			w.vals.drop(s.seq)
+			if rerr = w.fs.Rename(join(w.dir, s.name), join(w.dir, freeName(s.seq))); rerr != nil {
+				rerr = fmt.Errorf("wal: purge: %w", rerr)
+				break
+			}
+			names = append(names, freeName(s.seq))
+		}
 		removed++
+		changed = true
+	}
+	if !changed {
+		return 0, rerr
 	}
 	w.segs = w.segs[removed:]
 	w.prep.addFree(names...)
@@ -770,6 +846,17 @@ func (w *WAL) PurgeBefore(index uint64) (removed int, err error) {
 		return removed, w.err
 	}
 	return removed, rerr
+}
+
+// purgeCount is how many of the oldest segments PurgeBefore(index) takes
+// out of the log.
+func (w *WAL) purgeCount(index uint64) int {
+	limit := min(index, w.snap.Index)
+	n := 0
+	for n < len(w.segs)-1 && len(w.segs)-n > w.opts.MaxWALs && w.purgeable(n, limit) {
+		n++
+	}
+	return n
 }
 
 // purgeable reports whether segment w.segs[i] (not the tail) is no longer
@@ -820,6 +907,7 @@ func (w *WAL) Close() error {
 		}
 	}
 	w.closeDirect()
+	w.vals.close()
 	if err := w.f.Close(); err != nil {
 		return fmt.Errorf("wal: close: %w", err)
 	}
