@@ -15,9 +15,11 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/edgekv/edgekv/core/lease"
 	"github.com/edgekv/edgekv/core/mvcc"
 	"github.com/edgekv/edgekv/core/rpc"
 	"github.com/edgekv/edgekv/core/server"
+	"github.com/edgekv/edgekv/core/watch"
 	"github.com/edgekv/edgekv/persist/wal"
 	"github.com/edgekv/edgekv/transport"
 )
@@ -45,6 +47,8 @@ type flags struct {
 	walSegmentSize           int64
 	backendBatchInterval     time.Duration
 	backendBatchLimit        int
+	leaseCheckpointInterval  time.Duration
+	watchProgressInterval    time.Duration
 	logLevel                 string
 }
 
@@ -90,6 +94,11 @@ member; every flag may also be given as EDGEKV_<FLAG_NAME> in the environment.`,
 	// so edgekv waits longer by default (bench: make bench-disk).
 	fs.DurationVar(&f.backendBatchInterval, "backend-batch-interval", time.Second, "The maximum time before committing the backend transaction (etcd: 100ms).")
 	fs.IntVar(&f.backendBatchLimit, "backend-batch-limit", 10000, "The maximum operations before committing the backend transaction.")
+	// etcd 3.4-3.6's name; etcd 3.7 dropped the flag and always uses 5m.
+	// edgekv always checkpoints, and persists the checkpoints (etcd's
+	// LeaseCheckpoint and LeaseCheckpointPersist feature gates).
+	fs.DurationVar(&f.leaseCheckpointInterval, "experimental-lease-checkpoint-interval", lease.DefaultCheckpointInterval, "Duration of periodic checkpoints of the remaining TTL of leases longer than it.")
+	fs.DurationVar(&f.watchProgressInterval, "watch-progress-notify-interval", watch.DefaultProgressInterval, "Duration of periodic watch progress notifications.")
 	fs.StringVar(&f.logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
 	cmd.AddCommand(newVersionCommand())
 	return cmd
@@ -138,6 +147,9 @@ func (f *flags) validate() error {
 	}
 	if len(f.listenPeerURLs) != 1 {
 		return fmt.Errorf("--listen-peer-urls: edgekv listens on exactly one peer URL, got %d", len(f.listenPeerURLs))
+	}
+	if f.leaseCheckpointInterval <= 0 {
+		return fmt.Errorf("--experimental-lease-checkpoint-interval must be positive, not %v", f.leaseCheckpointInterval)
 	}
 	if f.maxRequestBytes == 0 || f.maxRequestBytes > 64<<20 {
 		return fmt.Errorf("--max-request-bytes must be between 1 and %d", 64<<20)
@@ -193,24 +205,26 @@ func serve(ctx context.Context, f *flags, stderr io.Writer) error {
 	}
 
 	srv, err := server.New(server.Config{
-		Name:                   f.name,
-		DataDir:                f.dataDir,
-		InitialCluster:         initial,
-		InitialClusterState:    f.initialClusterState,
-		InitialClusterToken:    f.initialClusterToken,
-		AdvertisePeerURLs:      f.initialAdvertisePeerURLs,
-		AdvertiseClientURLs:    f.advertiseClientURLs,
-		TickInterval:           time.Duration(f.heartbeatMs) * time.Millisecond,
-		ElectionTicks:          int(f.electionMs / f.heartbeatMs),
-		MaxRequestBytes:        int(f.maxRequestBytes),
-		MaxTxnOps:              int(f.maxTxnOps),
-		QuotaBackendBytes:      f.quotaBackendBytes,
-		SnapshotCount:          f.snapshotCount,
-		SnapshotCatchUpEntries: f.snapshotCatchUpEntries,
-		MaxSnapshots:           keepAll(f.maxSnapshots),
-		WAL:                    wal.Options{SegmentSize: f.walSegmentSize, MaxWALs: keepAll(f.maxWALs)},
-		Backend:                mvcc.Options{BatchInterval: f.backendBatchInterval, BatchLimit: f.backendBatchLimit},
-		Logger:                 lg,
+		Name:                        f.name,
+		DataDir:                     f.dataDir,
+		InitialCluster:              initial,
+		InitialClusterState:         f.initialClusterState,
+		InitialClusterToken:         f.initialClusterToken,
+		AdvertisePeerURLs:           f.initialAdvertisePeerURLs,
+		AdvertiseClientURLs:         f.advertiseClientURLs,
+		TickInterval:                time.Duration(f.heartbeatMs) * time.Millisecond,
+		ElectionTicks:               int(f.electionMs / f.heartbeatMs),
+		MaxRequestBytes:             int(f.maxRequestBytes),
+		MaxTxnOps:                   int(f.maxTxnOps),
+		QuotaBackendBytes:           f.quotaBackendBytes,
+		SnapshotCount:               f.snapshotCount,
+		SnapshotCatchUpEntries:      f.snapshotCatchUpEntries,
+		MaxSnapshots:                keepAll(f.maxSnapshots),
+		WAL:                         wal.Options{SegmentSize: f.walSegmentSize, MaxWALs: keepAll(f.maxWALs)},
+		Backend:                     mvcc.Options{BatchInterval: f.backendBatchInterval, BatchLimit: f.backendBatchLimit},
+		LeaseCheckpointInterval:     f.leaseCheckpointInterval,
+		WatchProgressNotifyInterval: f.watchProgressInterval,
+		Logger:                      lg,
 		DiscoverClusterID: func(ctx context.Context, self uint64, token string, peers map[uint64]string) (uint64, error) {
 			addrs := make(map[uint64]string, len(peers))
 			for id, u := range peers {

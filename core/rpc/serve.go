@@ -42,6 +42,8 @@ type Server struct {
 	cfg  Config
 	grpc *grpc.Server
 	http *http.Server
+	lb   *loopback
+	ws   *watchServer
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -61,9 +63,13 @@ func New(cfg Config) (*Server, error) {
 	kv := &kvServer{b: cfg.Backend}
 	ms := &maintenanceServer{b: cfg.Backend}
 	cs := &clusterServer{b: cfg.Backend}
+	ls := &leaseServer{b: cfg.Backend, lg: cfg.Logger}
 	pb.RegisterKVServer(gs, kv)
 	pb.RegisterMaintenanceServer(gs, ms)
 	pb.RegisterClusterServer(gs, cs)
+	pb.RegisterLeaseServer(gs, ls)
+	ws := newWatchServer(cfg.Backend, cfg.Logger, cfg.MaxRequestBytes+grpcOverheadBytes)
+	pb.RegisterWatchServer(gs, ws)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)
@@ -84,7 +90,19 @@ func New(cfg Config) (*Server, error) {
 	if err := gw.RegisterClusterHandlerServer(ctx, gwmux, cs); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, grpc: gs}
+	lb, err := newLoopback(gs)
+	if err != nil {
+		return nil, err
+	}
+	if err := gw.RegisterLeaseHandler(ctx, gwmux, lb.conn); err != nil {
+		lb.close()
+		return nil, err
+	}
+	if err := gw.RegisterWatchHandler(ctx, gwmux, lb.conn); err != nil {
+		lb.close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, grpc: gs, lb: lb, ws: ws}
 	mux := http.NewServeMux()
 	mux.Handle("/v3/", http.MaxBytesHandler(gwmux, int64(cfg.MaxRequestBytes+grpcOverheadBytes)))
 	mux.HandleFunc("/health", s.serveHealth)
@@ -197,6 +215,8 @@ func (s *Server) Stop() {
 	}
 	s.mu.Unlock()
 	s.grpc.Stop()
+	s.lb.close()
+	s.ws.stop()
 	s.http.Close()
 }
 

@@ -22,6 +22,8 @@ type Backend interface {
 	HashKV(ctx context.Context, rev int64) (*pb.HashKVResponse, error)
 	MemberAdd(ctx context.Context, peerURLs []string, isLearner bool) (*pb.MemberAddResponse, error)
 	MemberRemove(ctx context.Context, id uint64) (*pb.MemberRemoveResponse, error)
+	LeaseBackend
+	WatchBackend
 }
 
 var _ Backend = (*server.Server)(nil)

@@ -21,6 +21,9 @@ const (
 	kindTxn
 	kindCompact
 	kindAttr // a member's name and client URLs
+	kindLeaseGrant
+	kindLeaseRevoke
+	kindLeaseCheckpoint
 )
 
 // request is the payload of a normal Raft entry: a CBOR envelope whose body
@@ -134,11 +137,9 @@ func (s *Server) apply(ents []*raftpb.Entry) {
 	if len(ents) == 0 {
 		return
 	}
-	ops := make([]mvcc.Op, 0, len(ents))
-	ids := make([]uint64, 0, len(ents))
+	batch := make([]pendingOp, 0, len(ents))
 	for _, e := range ents {
-		op := mvcc.Op{Index: e.GetIndex()}
-		var id uint64
+		p := pendingOp{op: mvcc.Op{Index: e.GetIndex()}, term: e.GetTerm()}
 		switch {
 		case e.GetType() == raftpb.EntryConfChange:
 			s.applyConfChange(e)
@@ -150,7 +151,7 @@ func (s *Server) apply(ents []*raftpb.Entry) {
 				s.cfg.Fatal(fmt.Errorf("decoding committed entry %d: %w", e.GetIndex(), err))
 				return
 			}
-			id = req.ID
+			p.id = req.ID
 			r, err := decodeBody(req.Kind, req.Body)
 			switch {
 			case err != nil:
@@ -159,27 +160,77 @@ func (s *Server) apply(ents []*raftpb.Entry) {
 			case req.Kind == kindAttr:
 				m := r.(*Member)
 				s.members.setClientURLs(m.ID, m.Name, m.ClientURLs)
+			case isLeaseKind(req.Kind):
+				// The lessor decides from the state every earlier entry
+				// left, keys attached included: apply those first.
+				if !s.applyOps(batch) {
+					return
+				}
+				batch = batch[:0]
+				if !s.applyOps([]pendingOp{s.leaseOp(p, req.Kind, r)}) {
+					return
+				}
+				continue
 			default:
-				op.Req = r
+				p.op.Req = r
+				if put, ok := r.(*pb.PutRequest); ok {
+					p.op.ValueAt = s.valueAt(e, req.Body, put)
+				}
 			}
+		default:
+			s.maybePromoteLessor(e)
 		}
-		ops = append(ops, op)
-		ids = append(ids, id)
+		batch = append(batch, p)
 	}
-	last := ents[len(ents)-1]
-	// The backend is only swapped on this goroutine: no lock needed here.
-	results, err := s.kv.Apply(last.GetTerm(), ops)
-	if err != nil {
-		s.cfg.Fatal(fmt.Errorf("applying entries %d..%d to the backend: %w", ops[0].Index, ops[len(ops)-1].Index, err))
+	if !s.applyOps(batch) {
 		return
 	}
-	for i, id := range ids {
-		if id != 0 {
-			s.waits.trigger(id, applyResult{resp: results[i].Resp, err: results[i].Err})
-		}
-	}
+	last := ents[len(ents)-1]
 	s.ast.index, s.ast.term = last.GetIndex(), last.GetTerm()
 	s.applied.set(last.GetIndex())
+	s.wal.Release(last.GetIndex())
+}
+
+// pendingOp is one committed entry on its way to the backend.
+type pendingOp struct {
+	op   mvcc.Op
+	term uint64
+	id   uint64 // request ID to wake, 0 for none
+	// done, if set, makes the waiter's result from the backend's (lease
+	// requests answer with what the lessor decided).
+	done func(mvcc.Result) applyResult
+}
+
+// applyOps applies ops to the backend in one transaction, tells the lessor
+// which keys gained or lost a lease, and wakes the waiters. It returns
+// false after a fatal backend error.
+func (s *Server) applyOps(batch []pendingOp) bool {
+	if len(batch) == 0 {
+		return true
+	}
+	ops := make([]mvcc.Op, len(batch))
+	for i := range batch {
+		ops[i] = batch[i].op
+	}
+	// The backend is only swapped on this goroutine: no lock needed here.
+	results, err := s.kv.Apply(batch[len(batch)-1].term, ops)
+	if err != nil {
+		s.cfg.Fatal(fmt.Errorf("applying entries %d..%d to the backend: %w", ops[0].Index, ops[len(ops)-1].Index, err))
+		return false
+	}
+	s.notifyWatchers(results)
+	s.attachLeases(results)
+	for i, p := range batch {
+		if p.id == 0 {
+			continue
+		}
+		r := applyResult{resp: results[i].Resp, err: results[i].Err}
+		if p.done != nil {
+			r = p.done(results[i])
+		}
+		s.waits.trigger(p.id, r)
+	}
+	return true
 }
 
 // applyConfChange records a committed membership change in apply order.
@@ -229,6 +280,12 @@ func decodeBody(kind uint8, body []byte) (any, error) {
 		m = &pb.TxnRequest{}
 	case kindCompact:
 		m = &pb.CompactionRequest{}
+	case kindLeaseGrant:
+		m = &pb.LeaseGrantRequest{}
+	case kindLeaseRevoke:
+		m = &pb.LeaseRevokeRequest{}
+	case kindLeaseCheckpoint:
+		m = &pb.LeaseCheckpointRequest{}
 	case kindAttr:
 		var mem Member
 		if err := codec.Unmarshal(body, &mem); err != nil {

@@ -45,10 +45,6 @@ func (s *Server) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, er
 	if err := s.checkQuota(); err != nil {
 		return nil, err
 	}
-	if r.Lease != 0 {
-		// Leases arrive with the lease issue; until then none exists.
-		return nil, ErrLeaseNotFound
-	}
 	resp, err := s.replicate(ctx, kindPut, r)
 	if err != nil {
 		return nil, err
@@ -75,9 +71,6 @@ func (s *Server) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb
 // Txn replicates a transaction.
 func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
 	if err := mvcc.ValidateTxn(r, s.cfg.MaxTxnOps); err != nil {
-		return nil, err
-	}
-	if err := checkTxnLeases(r); err != nil {
 		return nil, err
 	}
 	var out *pb.TxnResponse
@@ -130,24 +123,6 @@ func txnSerializable(r *pb.TxnRequest) bool {
 	return true
 }
 
-func checkTxnLeases(r *pb.TxnRequest) error {
-	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
-		for _, op := range ops {
-			switch x := op.Request.(type) {
-			case *pb.RequestOp_RequestPut:
-				if x.RequestPut.Lease != 0 {
-					return ErrLeaseNotFound
-				}
-			case *pb.RequestOp_RequestTxn:
-				if err := checkTxnLeases(x.RequestTxn); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
-}
-
 // Compact replicates a compaction.
 func (s *Server) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
 	resp, err := s.replicate(ctx, kindCompact, r)
@@ -159,11 +134,11 @@ func (s *Server) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Comp
 	return out, nil
 }
 
-// checkQuota refuses writes once the backend has outgrown
-// --quota-backend-bytes. Deletes and compactions stay allowed so that an
-// operator can make room, as in etcd.
+// checkQuota refuses writes once the backend, with the values it keeps in
+// the WAL, has outgrown --quota-backend-bytes. Deletes and compactions stay
+// allowed so that an operator can make room, as in etcd.
 func (s *Server) checkQuota() error {
-	if q := s.cfg.QuotaBackendBytes; q > 0 && s.kv.SizeInUse() > q {
+	if q := s.cfg.QuotaBackendBytes; q > 0 && s.kv.SizeInUse()+s.kv.ValueBytes() > q {
 		return ErrNoSpace
 	}
 	return nil

@@ -17,6 +17,7 @@ type metrics struct {
 	backendCommit   prometheus.Histogram
 	leaderChanges   prometheus.Counter
 	proposalsFailed prometheus.Counter
+	leasesExpired   prometheus.Counter
 }
 
 // diskBuckets are etcd's buckets for disk latencies: 1 ms to 8 s.
@@ -43,6 +44,10 @@ func newMetrics(s *Server) *metrics {
 			Namespace: "etcd", Subsystem: "server", Name: "proposals_failed_total",
 			Help: "The total number of failed proposals seen.",
 		}),
+		leasesExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "etcd_debugging", Subsystem: "server", Name: "lease_expired_total",
+			Help: "The total number of expired leases.",
+		}),
 	}
 	gauge := func(subsystem, name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "etcd", Subsystem: subsystem, Name: name, Help: help}, f)
@@ -57,7 +62,7 @@ func newMetrics(s *Server) *metrics {
 		return 0
 	}
 	m.reg.MustRegister(
-		m.walFsync, m.backendCommit, m.leaderChanges, m.proposalsFailed,
+		m.walFsync, m.backendCommit, m.leaderChanges, m.proposalsFailed, m.leasesExpired,
 		counter("disk", "wal_write_bytes_total", "Total number of bytes written in WAL.",
 			func() float64 { return float64(s.wal.Stats().BytesWritten) }),
 		gauge("server", "has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.",

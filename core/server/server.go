@@ -19,8 +19,10 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/edgekv/edgekv/core/codec"
+	"github.com/edgekv/edgekv/core/lease"
 	"github.com/edgekv/edgekv/core/mvcc"
 	"github.com/edgekv/edgekv/core/raftnode"
+	"github.com/edgekv/edgekv/core/watch"
 	"github.com/edgekv/edgekv/persist/fsx"
 	"github.com/edgekv/edgekv/persist/snap"
 	"github.com/edgekv/edgekv/persist/wal"
@@ -78,6 +80,14 @@ type Config struct {
 	MaxSnapshots           int    // snapshot files kept (--max-snapshots); 0 means 5, negative keeps all
 	WAL                    wal.Options
 	Backend                mvcc.Options
+	// WatchProgressNotifyInterval is the period of watch progress
+	// notifications (--watch-progress-notify-interval); 0 means 10 minutes.
+	WatchProgressNotifyInterval time.Duration
+	// LeaseCheckpointInterval is how often the leader checkpoints the
+	// remaining TTL of leases longer than it; 0 means 5 minutes.
+	LeaseCheckpointInterval time.Duration
+	// LeaseClock replaces the lessor's wall clock (tests).
+	LeaseClock lease.Clock
 
 	NewTransport TransportFactory
 	// DiscoverClusterID asks running members (ID -> peer URL) for the
@@ -120,7 +130,11 @@ type Server struct {
 	raftLog   *raft.MemoryStorage
 	dbPath    string
 	kv        *mvcc.Store
+	watch     *watch.Hub
 	ast       applyState // owned by the apply goroutine
+	lessor    *lease.Lessor
+	leaseIDs  *leaseIDGen
+	fwd       leaderConn // to the leader, for lease requests
 
 	snapshotsInstalled atomic.Int64
 	node               *raftnode.Node
@@ -194,6 +208,12 @@ func New(cfg Config) (*Server, error) {
 		donec:      make(chan struct{}),
 	}
 	s.metrics = newMetrics(s)
+	s.lessor = lease.New(lease.Config{
+		MinTTL:               minLeaseTTL(cfg),
+		CheckpointInterval:   cfg.LeaseCheckpointInterval,
+		ExpiredRetryInterval: s.requestTimeout(),
+		Clock:                cfg.LeaseClock,
+	})
 	memberDir := filepath.Join(cfg.DataDir, "member")
 	walDir := filepath.Join(memberDir, "wal")
 	s.dbPath = filepath.Join(memberDir, "db")
@@ -218,6 +238,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s.lg = s.lg.With("member", fmt.Sprintf("%x", s.id))
+	s.leaseIDs = newLeaseIDGen(s.id, time.Now())
 	fail := func(err error) (*Server, error) {
 		if s.transport != nil {
 			s.transport.Close()
@@ -253,6 +274,9 @@ func New(cfg Config) (*Server, error) {
 			return fail(err)
 		}
 	}
+	if err := s.recoverLeases(); err != nil {
+		return fail(err)
+	}
 	if st := s.walState; st != nil {
 		// A commit index is written without a sync (Raft's MustSync), and a
 		// snapshot received from the leader is saved before the hard state
@@ -269,27 +293,27 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.walState = nil
 	}
+	s.watch = watch.New(s.kv, s.kv.Rev(), watch.Options{
+		Logger:           s.lg.With("component", "watch"),
+		ProgressInterval: cfg.WatchProgressNotifyInterval,
+	})
 	s.node, err = raftnode.New(raftnode.Config{
-		ID:            s.id,
-		TickInterval:  cfg.TickInterval,
-		ElectionTick:  cfg.ElectionTicks,
-		HeartbeatTick: 1,
-		Ticks:         cfg.Ticks,
-		Storage:       s.storage,
-		Log:           s.raftLog,
-		Transport:     s.transport,
-		Bootstrap:     bootstrap,
-		Logger:        s.lg,
-		Fatal:         cfg.Fatal,
-		OnConfChange:  s.onConfChange,
-		OnCommitted:   s.onCommitted,
-		OnReadState:   s.onReadState,
-		OnSnapshot:    s.onSnapshot,
-		OnLeaderChange: func(lead uint64) {
-			if lead != 0 {
-				s.metrics.leaderChanges.Inc()
-			}
-		},
+		ID:             s.id,
+		TickInterval:   cfg.TickInterval,
+		ElectionTick:   cfg.ElectionTicks,
+		HeartbeatTick:  1,
+		Ticks:          cfg.Ticks,
+		Storage:        s.storage,
+		Log:            s.raftLog,
+		Transport:      s.transport,
+		Bootstrap:      bootstrap,
+		Logger:         s.lg,
+		Fatal:          cfg.Fatal,
+		OnConfChange:   s.onConfChange,
+		OnCommitted:    s.onCommitted,
+		OnReadState:    s.onReadState,
+		OnSnapshot:     s.onSnapshot,
+		OnLeaderChange: s.onLeaderChange,
 		OnSendSnapshot: s.onSendSnapshot,
 	})
 	if err != nil {
@@ -462,6 +486,7 @@ func (s *Server) walOptions() wal.Options {
 		o.Logger = s.lg
 	}
 	o.OnSync = func(d time.Duration) { s.metrics.walFsync.Observe(d.Seconds()) }
+	o.Pinned = s.pinned
 	return o
 }
 
@@ -472,6 +497,8 @@ func (s *Server) mvccOptions() mvcc.Options {
 		o.Logger = s.lg
 	}
 	o.OnCommit = func(d time.Duration) { s.metrics.backendCommit.Observe(d.Seconds()) }
+	o.CheckLease = s.lessor.Exists
+	o.Values = s.wal // opened before the store
 	return o
 }
 
@@ -508,10 +535,12 @@ func (in *inbound) ReportSnapshot(id uint64, st raft.SnapshotStatus) {
 func (s *Server) Start() {
 	s.node.Start()
 	s.started.Store(true)
-	s.wg.Add(3)
+	s.watch.Start()
+	s.wg.Add(4)
 	go s.applyLoop()
 	go s.readLoop()
 	go s.publish()
+	go s.leaseLoop()
 	go func() {
 		select {
 		case <-s.node.Done():
@@ -534,6 +563,8 @@ func (s *Server) stop() {
 			s.node.Stop()
 			s.transport.Close()
 			s.wg.Wait()
+			s.fwd.close()
+			s.watch.Close() // its goroutines read the backend
 			s.kv.Close()
 			s.wal.Close()
 			close(s.donec)

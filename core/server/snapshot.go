@@ -108,6 +108,10 @@ func (s *Server) maybeSnapshot() {
 			s.lg.Warn("compacting the raft log", "index", compactTo, "err", err)
 		}
 	}
+	if err := s.migrateValues(st.index); err != nil {
+		s.cfg.Fatal(err)
+		return
+	}
 	if _, err := s.wal.PurgeBefore(st.index); err != nil {
 		if errors.Is(err, wal.ErrFailed) {
 			s.cfg.Fatal(fmt.Errorf("purging write-ahead log segments: %w", err))
@@ -217,6 +221,11 @@ func (s *Server) installSnapshot(sn *raftpb.Snapshot) {
 	}
 	if err := s.adoptSnapshot(sn); err != nil {
 		s.cfg.Fatal(err)
+		return
+	}
+	s.watch.Restore(s.kv.Rev())
+	if err := s.recoverLeases(); err != nil {
+		s.cfg.Fatal(fmt.Errorf("installing snapshot %d: %w", md.GetIndex(), err))
 		return
 	}
 	s.applied.set(md.GetIndex())

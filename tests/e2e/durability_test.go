@@ -24,6 +24,11 @@ const (
 	// overwriteKeys is how many keys the writers overwrite, all of them
 	// each key, with values that only grow.
 	overwriteKeys = 8
+	// durabilityValuePad makes every value longer than the 64 bytes from
+	// which edgekv's backend stores a pointer into the WAL instead of the
+	// value (core/mvcc "Value pointers"), so that kills find pointers to
+	// check.
+	durabilityValuePad = "-" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
 	// durabilityPutTimeout bounds one put; an answer later than that is an
 	// unknown outcome, like no answer at all.
 	durabilityPutTimeout = 2 * time.Second
@@ -159,11 +164,11 @@ func runLoadAndKillAll(t *testing.T, c *framework.Cluster, h *history, round int
 				p := &putRecord{}
 				if n%2 == 0 {
 					p.key = fmt.Sprintf("%su/r%d-w%02d-%06d", durabilityPrefix, round, w, n)
-					p.val = fmt.Sprintf("r%d-w%d-n%d", round, w, n)
+					p.val = fmt.Sprintf("r%d-w%d-n%d%s", round, w, n, durabilityValuePad)
 				} else {
 					k := (w + n/2) % overwriteKeys
 					p.key = fmt.Sprintf("%so/%d", durabilityPrefix, k)
-					p.val = fmt.Sprintf("%010d", h.next[k].Add(1))
+					p.val = fmt.Sprintf("%010d%s", h.next[k].Add(1), durabilityValuePad)
 				}
 				p.sent = time.Now()
 				h.record(p) // before sending: a put that may take effect is always in the history
