@@ -11,7 +11,7 @@ BUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 FUZZTIME  ?= 10s
 STATICCHECK ?= v0.8.2
 
-.PHONY: all build run test unit unit-arm e2e fuzz cross lint tools bench-disk clean
+.PHONY: all build run test unit unit-arm e2e fuzz cross lint tools bench-disk bench-watch torture clean
 
 all: build
 
@@ -64,6 +64,21 @@ tools:
 # Bytes written and fdatasyncs per put, edgekv next to real etcd (issue 3).
 bench-disk: build
 	cd tests && EDGEKV_BIN=$(CURDIR)/bin/edgekv $(GO) run ./bench/diskwrites --total 20000 --rounds 3
+
+bench-watch: build
+	cd tests && EDGEKV_BIN=$(CURDIR)/bin/edgekv $(GO) run ./bench/watchers --rounds 3
+
+# make torture DURATION=60s SEED=7 [SCENARIOS=kill-one,pause-leader]
+DURATION ?= 30s
+SEED ?= 1
+SCENARIOS ?=
+torture: build
+	mkdir -p .run && rm -f .run/torture-results.md
+	status=0; cd tests && EDGEKV_BIN=$(CURDIR)/bin/edgekv TORTURE_DURATION=$(DURATION) TORTURE_SEED=$(SEED) \
+		TORTURE_SCENARIOS=$(SCENARIOS) TORTURE_ETCD_SCENARIOS=$(SCENARIOS) TORTURE_OUT=$(CURDIR)/.run \
+		TORTURE_RESULTS=$(CURDIR)/.run/torture-results.md $(GO) test ./torture -count=1 -timeout 0 -v -run Torture \
+		| grep -E '^\s*--- |^(ok|FAIL|PASS)|not linearizable' || status=$$?; \
+		cat $(CURDIR)/.run/torture-results.md; exit $$status
 
 clean:
 	rm -rf bin .run

@@ -53,7 +53,7 @@ var (
 	testsDir, repoRoot string
 	dirsErr            error
 
-	edgekvBuilds sync.Map // Target -> *buildResult, one build per test binary
+	edgekvBuilds sync.Map // Target or "tag:<tag>" -> *buildResult, one build per test binary
 )
 
 type buildResult struct {
@@ -159,6 +159,24 @@ func BuildEdgekvFor(t testing.TB, target Target) string {
 	})
 	if b.err != nil {
 		t.Fatalf("build edgekv (%s): %v", target, b.err)
+	}
+	return b.path
+}
+
+// BuildEdgekvTagged builds ./cmd/edgekv for the host with the build tag
+// tag, once per test binary, and returns its path. The tags that exist
+// compile deliberate bugs in (core/server/unsafe_reads_on.go), for tests
+// that show a checker catches them.
+func BuildEdgekvTagged(t testing.TB, tag string) string {
+	t.Helper()
+	v, _ := edgekvBuilds.LoadOrStore("tag:"+tag, &buildResult{})
+	b := v.(*buildResult)
+	b.once.Do(func() {
+		b.path = filepath.Join(CacheDir(t), "edgekv-tag-"+tag)
+		b.err = goBuild(t, RepoRoot(t), "./cmd/edgekv", b.path, []string{"GOFLAGS=-tags=" + tag})
+	})
+	if b.err != nil {
+		t.Fatalf("build edgekv with tag %s: %v", tag, b.err)
 	}
 	return b.path
 }

@@ -1,0 +1,25 @@
+// Package torture checks that edgekv never lies under faults: clients run
+// concurrent operations through every member (gets, puts, puts with a
+// lease, deletes, compare-and-swap txns, multi-key txns, lease grants and
+// revokes) and record every call and return, while a nemesis injects one
+// kind of fault for real (SIGKILL of one member, of the leader, of every
+// member; SIGSTOP of the leader or of a follower). Afterwards the history
+// is checked with porcupine against a model of etcd's semantics that
+// includes revisions (model.go), and every member must reach the same
+// HashKV at the last revision.
+//
+// An operation whose outcome is unknown (a timeout, a member that died
+// under it) may take effect at any point after its call, or never, as in
+// Jepsen. Failed reads tell nothing and are dropped.
+//
+// Three tests: TestTorture_Edgekv runs every scenario against edgekv;
+// TestTorture_ModelHoldsForEtcd runs real etcd under a fault, showing the
+// model is etcd's (a correct server passes); TestTorture_CatchesUnsafeLocalReads
+// runs a deliberately broken build (build tag edgekv_unsafe_local_reads:
+// linearizable reads served locally) with a follower paused now and then,
+// and must see the checker report a violation.
+//
+// `go test ./torture` (part of make test) runs each scenario for 6 s;
+// `make torture DURATION=60s SEED=7` runs longer and prints the results
+// table (see the environment variables in torture_test.go).
+package torture

@@ -1,0 +1,260 @@
+package torture
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/edgekv/edgekv/tests/framework"
+)
+
+// Parameters, from the environment (make torture sets them):
+//
+//	TORTURE_DURATION   load per scenario (default 6s)
+//	TORTURE_SEED       seed of the workload and the nemesis (default 1)
+//	TORTURE_SCENARIOS  comma-separated nemesis names (default: all)
+//	TORTURE_RESULTS    file the results table is appended to
+//	TORTURE_OUT        directory for the visualisation of a failed check
+func params(t *testing.T) (dur time.Duration, seed uint64, names []string) {
+	t.Helper()
+	dur = 6 * time.Second
+	if v := os.Getenv("TORTURE_DURATION"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("TORTURE_DURATION: %v", err)
+		}
+		dur = d
+	}
+	seed = 1
+	if v := os.Getenv("TORTURE_SEED"); v != "" {
+		s, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("TORTURE_SEED: %v", err)
+		}
+		seed = s
+	}
+	if v := os.Getenv("TORTURE_SCENARIOS"); v != "" {
+		names = strings.Split(v, ",")
+	} else {
+		for _, n := range nemeses {
+			names = append(names, n.name)
+		}
+	}
+	return dur, seed, names
+}
+
+// clientsPerMember issue operations through each member.
+const clientsPerMember = 2
+
+// checkTimeout bounds porcupine; a check that does not finish is reported
+// as such, never as a pass.
+const checkTimeout = 3 * time.Minute
+
+type result struct {
+	server, scenario      string
+	ops, unknown, faults  int
+	verdict               string
+	revision              int64
+	hashes                string
+	checkTook, scenarioOf time.Duration
+}
+
+// TestTorture_Edgekv runs every scenario against edgekv: the workload
+// through all members while the nemesis injects its fault, then checks
+// that the history is linearizable and that every member ends with the
+// same HashKV at the same revision.
+func TestTorture_Edgekv(t *testing.T) {
+	dur, seed, names := params(t)
+	bin := framework.BuildEdgekv(t)
+	var results []result
+	for _, name := range names {
+		nem, err := nemesisByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run(name, func(t *testing.T) {
+			r := runScenario(t, "edgekv", bin, nem, dur, seed)
+			results = append(results, r)
+			if r.verdict != verdictOK {
+				t.Errorf("%s: %s", name, r.verdict)
+			}
+		})
+	}
+	report(t, results)
+}
+
+// TestTorture_ModelHoldsForEtcd runs the checker on real etcd, under a
+// fault, to show that the model is etcd's: a correct server passes.
+// TORTURE_ETCD_SCENARIOS picks the scenarios (default kill-one).
+func TestTorture_ModelHoldsForEtcd(t *testing.T) {
+	dur, seed, _ := params(t)
+	names := []string{"kill-one"}
+	if v := os.Getenv("TORTURE_ETCD_SCENARIOS"); v != "" {
+		names = strings.Split(v, ",")
+	}
+	bin := framework.BuildEtcd(t)
+	var results []result
+	for _, name := range names {
+		nem, err := nemesisByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run(name, func(t *testing.T) {
+			r := runScenario(t, "etcd", bin, nem, dur, seed)
+			results = append(results, r)
+			if r.verdict != verdictOK {
+				t.Errorf("etcd %s: %s", name, r.verdict)
+			}
+		})
+	}
+	report(t, results)
+}
+
+// TestTorture_CatchesUnsafeLocalReads runs a deliberately broken edgekv,
+// which serves linearizable reads from local state, with a follower
+// paused now and then: the checker must report a violation.
+func TestTorture_CatchesUnsafeLocalReads(t *testing.T) {
+	dur, seed, _ := params(t)
+	bin := framework.BuildEdgekvTagged(t, "edgekv_unsafe_local_reads")
+	nem, _ := nemesisByName("pause-follower")
+	var results []result
+	for attempt := range 3 {
+		r := runScenario(t, "edgekv-unsafe-local-reads", bin, nem, dur, seed+uint64(attempt))
+		results = append(results, r)
+		if r.verdict == verdictViolation {
+			report(t, results)
+			return
+		}
+	}
+	report(t, results)
+	t.Fatalf("the broken build passed the check %d times", len(results))
+}
+
+const (
+	verdictOK        = "linearizable, hashes equal"
+	verdictViolation = "NOT LINEARIZABLE"
+)
+
+func runScenario(t *testing.T, server, bin string, nem nemesis, dur time.Duration, seed uint64) result {
+	t.Helper()
+	began := time.Now()
+	c := framework.StartCluster(t, bin, 3)
+	rec := newRecorder()
+	ctx, cancel := context.WithTimeout(context.Background(), dur)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range len(c.Members) * clientsPerMember {
+		cli := framework.NewClient(t, c.Members[i%len(c.Members)].ClientURL)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runClient(ctx, i, cli, rec, seed)
+		}()
+	}
+	faults := nem.run(ctx, t, c, rand.New(rand.NewPCG(seed, 99)))
+	wg.Wait()
+	c.WaitReady(t)
+
+	res := result{server: server, scenario: nem.name, faults: faults}
+	res.revision, res.hashes = converge(t, c)
+	ops, unknown := rec.history()
+	res.ops, res.unknown = len(ops), unknown
+	if len(ops) < 100 {
+		t.Fatalf("%s/%s: only %d operations; the run shows nothing", server, nem.name, len(ops))
+	}
+
+	start := time.Now()
+	verdict, info := porcupine.CheckOperationsVerbose(kvModel, ops, checkTimeout)
+	res.checkTook = time.Since(start)
+	switch verdict {
+	case porcupine.Ok:
+		res.verdict = verdictOK
+	case porcupine.Illegal:
+		res.verdict = verdictViolation
+		path := filepath.Join(t.TempDir(), "history.html")
+		if dir := os.Getenv("TORTURE_OUT"); dir != "" {
+			path = filepath.Join(dir, fmt.Sprintf("%s-%s-%d.html", server, nem.name, seed))
+		}
+		if err := porcupine.VisualizePath(kvModel, info, path); err == nil {
+			t.Logf("%s/%s: the history is not linearizable; see %s", server, nem.name, path)
+		}
+	default:
+		res.verdict = fmt.Sprintf("checker gave up after %v", checkTimeout)
+	}
+	if res.hashes == "" {
+		res.verdict += "; members' HashKV differ"
+	}
+	res.scenarioOf = time.Since(began)
+	return res
+}
+
+// converge waits until every member has applied the last revision and
+// returns it with the members' common HashKV, or "" if they differ.
+func converge(t *testing.T, c *framework.Cluster) (int64, string) {
+	t.Helper()
+	all := c.ClientAll(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := all.Get(ctx, "/torture/converge")
+	if err != nil {
+		t.Fatalf("final revision: %v", err)
+	}
+	rev := r.Header.Revision
+	var hashes []uint32
+	for _, m := range c.Members {
+		cli := framework.NewClient(t, m.ClientURL)
+		for {
+			g, err := cli.Get(ctx, "/torture/converge", clientv3.WithSerializable())
+			if err == nil && g.Header.Revision >= rev {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s did not reach revision %d: %v", m.Name, rev, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		h, err := cli.HashKV(ctx, m.ClientURL, rev)
+		if err != nil {
+			t.Fatalf("HashKV of %s at %d: %v", m.Name, rev, err)
+		}
+		hashes = append(hashes, h.Hash)
+	}
+	for _, h := range hashes[1:] {
+		if h != hashes[0] {
+			t.Errorf("HashKV at revision %d differs between members: %v", rev, hashes)
+			return rev, ""
+		}
+	}
+	return rev, fmt.Sprintf("%08x", hashes[0])
+}
+
+// report logs the results table and appends it to TORTURE_RESULTS.
+func report(t *testing.T, results []result) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintln(&b, "| server | scenario | operations | unknown outcomes | faults injected | final revision | HashKV | check took | verdict |")
+	fmt.Fprintln(&b, "|---|---|---:|---:|---:|---:|---|---:|---|")
+	for _, r := range results {
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %s | %v | %s |\n", r.server, r.scenario, r.ops, r.unknown, r.faults,
+			r.revision, r.hashes, r.checkTook.Round(time.Millisecond), r.verdict)
+	}
+	t.Log("\n" + b.String())
+	if p := os.Getenv("TORTURE_RESULTS"); p != "" {
+		f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatalf("TORTURE_RESULTS: %v", err)
+		}
+		defer f.Close()
+		fmt.Fprint(f, b.String())
+	}
+}
