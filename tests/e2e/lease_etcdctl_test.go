@@ -164,5 +164,26 @@ func maskLeases(s string, leases map[string]int) string {
 	}
 	s = strings.NewReplacer(args...).Replace(s)
 	s = remainingRe.ReplaceAllString(s, "TTL(${1}s), remaining(<n>s)")
-	return ttlJSONRe.ReplaceAllString(s, `"ttl":<n>,"granted-ttl":${2}`)
+	s = ttlJSONRe.ReplaceAllString(s, `"ttl":<n>,"granted-ttl":${2}`)
+	return sortAttachedKeys(s)
+}
+
+var (
+	attachedTextRe = regexp.MustCompile(`attached keys\(\[([^\]]*)\]\)`)
+	attachedJSONRe = regexp.MustCompile(`"keys":\[([^\]]*)\]`)
+)
+
+// sortAttachedKeys sorts the attached keys etcdctl prints: etcd lists them
+// in map order, which differs from run to run (edgekv sorts them).
+func sortAttachedKeys(s string) string {
+	sorted := func(re *regexp.Regexp, sep string) func(string) string {
+		return func(m string) string {
+			inner := re.FindStringSubmatch(m)[1]
+			items := strings.Split(inner, sep)
+			sort.Strings(items)
+			return strings.Replace(m, inner, strings.Join(items, sep), 1)
+		}
+	}
+	s = attachedTextRe.ReplaceAllStringFunc(s, sorted(attachedTextRe, " "))
+	return attachedJSONRe.ReplaceAllStringFunc(s, sorted(attachedJSONRe, ","))
 }
