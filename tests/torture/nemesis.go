@@ -35,30 +35,12 @@ var nemeses = []nemesis{
 		<-ctx.Done()
 		return 0
 	}},
-	{"kill-one", func(ctx context.Context, t testing.TB, c *framework.Cluster, rng *rand.Rand) int {
-		n := 0
-		for sleep(ctx, 800*time.Millisecond) {
-			i := rng.IntN(len(c.Members))
-			c.Kill(i)
-			n++
-			sleep(ctx, time.Second)
-			c.Restart(i)
-			c.WaitReady(t)
-		}
-		return n
-	}},
-	{"kill-leader", func(ctx context.Context, t testing.TB, c *framework.Cluster, _ *rand.Rand) int {
-		n := 0
-		for sleep(ctx, 800*time.Millisecond) {
-			i := c.Leader(t)
-			c.Kill(i)
-			n++
-			sleep(ctx, time.Second)
-			c.Restart(i)
-			c.WaitReady(t)
-		}
-		return n
-	}},
+	{"kill-one", killOneEvery(func(_ testing.TB, c *framework.Cluster, rng *rand.Rand) int {
+		return rng.IntN(len(c.Members))
+	})},
+	{"kill-leader", killOneEvery(func(t testing.TB, c *framework.Cluster, _ *rand.Rand) int {
+		return c.Leader(t)
+	})},
 	{"kill-all", func(ctx context.Context, t testing.TB, c *framework.Cluster, _ *rand.Rand) int {
 		n := 0
 		for sleep(ctx, 1500*time.Millisecond) {
@@ -92,6 +74,23 @@ var nemeses = []nemesis{
 		}
 		return n
 	}},
+}
+
+// killOneEvery SIGKILLs the member victim picks, restarts it a second
+// later, and waits for the cluster, over and over.
+func killOneEvery(victim func(t testing.TB, c *framework.Cluster, rng *rand.Rand) int) func(context.Context, testing.TB, *framework.Cluster, *rand.Rand) int {
+	return func(ctx context.Context, t testing.TB, c *framework.Cluster, rng *rand.Rand) int {
+		n := 0
+		for sleep(ctx, 800*time.Millisecond) {
+			i := victim(t, c, rng)
+			c.Kill(i)
+			n++
+			sleep(ctx, time.Second)
+			c.Restart(i)
+			c.WaitReady(t)
+		}
+		return n
+	}
 }
 
 // pause stops member i (SIGSTOP) for d (less if ctx ends), then lets it

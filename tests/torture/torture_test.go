@@ -86,22 +86,7 @@ type result struct {
 // same HashKV at the same revision.
 func TestTorture_Edgekv(t *testing.T) {
 	dur, seed, names := params(t)
-	bin := framework.BuildEdgekv(t)
-	var results []result
-	for _, name := range names {
-		nem, err := nemesisByName(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Run(name, func(t *testing.T) {
-			r := runScenario(t, "edgekv", bin, nem, dur, seed)
-			results = append(results, r)
-			if r.verdict != verdictOK {
-				t.Errorf("%s: %s", name, r.verdict)
-			}
-		})
-	}
-	report(t, results)
+	runScenarios(t, "edgekv", framework.BuildEdgekv(t), names, dur, seed)
 }
 
 // TestTorture_ModelHoldsForEtcd runs the checker on real etcd, under a
@@ -113,7 +98,12 @@ func TestTorture_ModelHoldsForEtcd(t *testing.T) {
 	if v := os.Getenv("TORTURE_ETCD_SCENARIOS"); v != "" {
 		names = strings.Split(v, ",")
 	}
-	bin := framework.BuildEtcd(t)
+	runScenarios(t, "etcd", framework.BuildEtcd(t), names, dur, seed)
+}
+
+// runScenarios runs the named scenarios against bin, one subtest each,
+// and fails those whose verdict is not OK.
+func runScenarios(t *testing.T, server, bin string, names []string, dur time.Duration, seed uint64) {
 	var results []result
 	for _, name := range names {
 		nem, err := nemesisByName(name)
@@ -121,10 +111,10 @@ func TestTorture_ModelHoldsForEtcd(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Run(name, func(t *testing.T) {
-			r := runScenario(t, "etcd", bin, nem, dur, seed)
+			r := runScenario(t, server, bin, nem, dur, seed)
 			results = append(results, r)
 			if r.verdict != verdictOK {
-				t.Errorf("etcd %s: %s", name, r.verdict)
+				t.Errorf("%s %s: %s", server, name, r.verdict)
 			}
 		})
 	}
