@@ -141,9 +141,20 @@ func (s *Server) LeaseLeases(context.Context) (*pb.LeaseLeasesResponse, error) {
 }
 
 // leaseRenew renews on the leader: here if this member leads, else by
-// forwarding, retrying while the leadership settles. A renewal forwarded
-// to this member is not forwarded again.
+// forwarding (see onLeader).
 func (s *Server) leaseRenew(ctx context.Context, id int64) (int64, error) {
+	return onLeader(s, ctx, "renewal",
+		func(ctx context.Context) (int64, error) { return s.renewAsLeader(ctx, id) },
+		func(ctx context.Context, lead uint64) (int64, error) { return s.forwardRenew(ctx, lead, id) })
+}
+
+// onLeader runs local if this member leads, else forward to the leader,
+// retrying while the leadership settles, within the request timeout: a
+// lessor not primary yet (lease.ErrNotPrimary) or a failed forward is
+// tried again. A request forwarded to this member is not forwarded again.
+func onLeader[T any](s *Server, ctx context.Context, what string,
+	local func(context.Context) (T, error), forward func(context.Context, uint64) (T, error)) (T, error) {
+	var zero T
 	forwarded := isForwarded(ctx)
 	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
 	defer cancel()
@@ -151,21 +162,21 @@ func (s *Server) leaseRenew(ctx context.Context, id int64) (int64, error) {
 		lead := s.node.Leader()
 		switch {
 		case lead == s.id:
-			ttl, err := s.renewAsLeader(ctx, id)
+			v, err := local(ctx)
 			if !errors.Is(err, lease.ErrNotPrimary) {
-				return ttl, err
+				return v, err
 			}
 		case forwarded:
-			return 0, ErrNotLeader
+			return zero, ErrNotLeader
 		case lead != 0:
-			ttl, err := s.forwardRenew(ctx, lead, id)
+			v, err := forward(ctx, lead)
 			if err == nil || errors.Is(err, lease.ErrLeaseNotFound) {
-				return ttl, err
+				return v, err
 			}
-			s.lg.Debug("forwarding a lease renewal to the leader", "leader", fmt.Sprintf("%x", lead), "err", err)
+			s.lg.Debug("forwarding a lease "+what+" to the leader", "leader", fmt.Sprintf("%x", lead), "err", err)
 		}
 		if err := s.pause(ctx, forwardRetry); err != nil {
-			return 0, err
+			return zero, err
 		}
 	}
 }
@@ -198,36 +209,20 @@ func (s *Server) renewAsLeader(ctx context.Context, id int64) (int64, error) {
 }
 
 func (s *Server) leaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
-	forwarded := isForwarded(ctx)
-	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
-	defer cancel()
-	for {
-		lead := s.node.Leader()
-		switch {
-		case lead == s.id:
+	return onLeader(s, ctx, "time-to-live",
+		func(context.Context) (*pb.LeaseTimeToLiveResponse, error) {
 			if err := s.waitAppliedIndex(); err != nil {
 				return nil, err
 			}
 			st, err := s.lessor.TimeToLive(r.ID, r.Keys)
-			if err == nil {
-				return &pb.LeaseTimeToLiveResponse{ID: st.ID, TTL: st.TTL, GrantedTTL: st.GrantedTTL, Keys: st.Keys}, nil
-			}
-			if !errors.Is(err, lease.ErrNotPrimary) {
+			if err != nil {
 				return nil, err
 			}
-		case forwarded:
-			return nil, ErrNotLeader
-		case lead != 0:
-			resp, err := s.forwardTimeToLive(ctx, lead, r)
-			if err == nil || errors.Is(err, lease.ErrLeaseNotFound) {
-				return resp, err
-			}
-			s.lg.Debug("forwarding a lease time-to-live to the leader", "leader", fmt.Sprintf("%x", lead), "err", err)
-		}
-		if err := s.pause(ctx, forwardRetry); err != nil {
-			return nil, err
-		}
-	}
+			return &pb.LeaseTimeToLiveResponse{ID: st.ID, TTL: st.TTL, GrantedTTL: st.GrantedTTL, Keys: st.Keys}, nil
+		},
+		func(ctx context.Context, lead uint64) (*pb.LeaseTimeToLiveResponse, error) {
+			return s.forwardTimeToLive(ctx, lead, r)
+		})
 }
 
 // pause waits d, or returns etcd's error for why it cannot.
