@@ -175,10 +175,15 @@ func do(ctx context.Context, cli *clientv3.Client, in input) (out output, keep b
 		}
 		err = rpctypes.Error(err)
 	case opRevoke:
-		var r *clientv3.LeaseRevokeResponse
-		if r, err = cli.Lease.Revoke(ctx, leaseID(in.lease)); err == nil {
+		// Not cli.Revoke: the client retries a revoke on another member
+		// when the connection breaks, so a revoke applied just before a
+		// kill comes back as "lease not found" from its retry. The raw
+		// call is retried only when it was never sent.
+		var r *pb.LeaseRevokeResponse
+		if r, err = pb.NewLeaseClient(cli.ActiveConnection()).LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: int64(leaseID(in.lease))}); err == nil {
 			return output{rev: r.Header.Revision}, true
 		}
+		err = rpctypes.Error(err)
 	}
 	switch {
 	case errors.Is(err, rpctypes.ErrLeaseNotFound):
