@@ -50,6 +50,7 @@ type flags struct {
 	leaseCheckpointInterval  time.Duration
 	watchProgressInterval    time.Duration
 	logLevel                 string
+	enablePprof              bool
 }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -100,7 +101,8 @@ member; every flag may also be given as EDGEKV_<FLAG_NAME> in the environment.`,
 	fs.DurationVar(&f.leaseCheckpointInterval, "experimental-lease-checkpoint-interval", lease.DefaultCheckpointInterval, "Duration of periodic checkpoints of the remaining TTL of leases longer than it.")
 	fs.DurationVar(&f.watchProgressInterval, "watch-progress-notify-interval", watch.DefaultProgressInterval, "Duration of periodic watch progress notifications.")
 	fs.StringVar(&f.logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
-	cmd.AddCommand(newVersionCommand())
+	fs.BoolVar(&f.enablePprof, "enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
+	cmd.AddCommand(newVersionCommand(), newBenchCommand(stdout, stderr))
 	return cmd
 }
 
@@ -259,7 +261,7 @@ func serve(ctx context.Context, f *flags, stderr io.Writer) error {
 		return err
 	}
 	api, err := rpc.New(rpc.Config{Backend: srv, MaxRequestBytes: int(f.maxRequestBytes), Version: server.Version,
-		Metrics: srv.MetricsHandler(), Logger: lg})
+		Metrics: srv.MetricsHandler(), Pprof: f.enablePprof, Logger: lg})
 	if err != nil {
 		srv.Stop()
 		return err

@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -34,6 +35,7 @@ type Config struct {
 	MaxRequestBytes int
 	Version         string       // reported by /version
 	Metrics         http.Handler // serves /metrics, if set
+	Pprof           bool         // serves /debug/pprof/ (etcd's --enable-pprof)
 	Logger          *slog.Logger
 }
 
@@ -109,6 +111,13 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("/version", s.serveVersion)
 	if cfg.Metrics != nil {
 		mux.Handle("/metrics", cfg.Metrics)
+	}
+	if cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
