@@ -94,6 +94,15 @@ type Node struct {
 	donec    chan struct{}
 	stopOnce sync.Once
 
+	// Asynchronous storage writes (raft's AsyncStorageWrites): the Raft
+	// goroutine hands each MsgStorageAppend to the append goroutine, which
+	// persists it and delivers its responses; those addressed to this node
+	// come back through local, in order.
+	appendc  chan *raftpb.Message
+	appendWG sync.WaitGroup
+	failc    chan struct{} // closed when the append goroutine has failed
+	local    localQueue
+
 	// Published after every Ready for readers on other goroutines.
 	lead   atomic.Uint64
 	term   atomic.Uint64
@@ -131,6 +140,7 @@ func New(cfg Config) (*Node, error) {
 		CheckQuorum:               true,
 		PreVote:                   true,
 		ReadOnlyOption:            raft.ReadOnlySafe,
+		AsyncStorageWrites:        true,
 		Logger:                    &raftLogger{l: cfg.Logger.With("component", "raft")},
 	}
 	rn, err := raft.NewRawNode(rc)
@@ -152,11 +162,25 @@ func New(cfg Config) (*Node, error) {
 		reportc: make(chan func(*raft.RawNode), 256),
 		stopc:   make(chan struct{}),
 		donec:   make(chan struct{}),
+		appendc: make(chan *raftpb.Message, appendQueueLen),
+		failc:   make(chan struct{}),
+		local:   localQueue{ready: make(chan struct{}, 1)},
 	}, nil
 }
 
-// Start runs the Raft goroutine.
-func (n *Node) Start() { go n.run() }
+// appendQueueLen bounds the appends waiting for the append goroutine; when
+// it is full the Raft goroutine waits (back-pressure on a slow disk).
+const appendQueueLen = 256
+
+// maxAppendBatch bounds how many queued appends share one write and sync.
+const maxAppendBatch = 64
+
+// Start runs the Raft goroutine and the append goroutine.
+func (n *Node) Start() {
+	n.appendWG.Add(1)
+	go n.appendLoop()
+	go n.run()
+}
 
 // Stop stops the Raft goroutine and waits for it to exit.
 func (n *Node) Stop() {
@@ -253,7 +277,11 @@ func (n *Node) CommitIndex() uint64 { return n.commit.Load() }
 var _ Raft = (*Node)(nil)
 
 func (n *Node) run() {
-	defer close(n.donec)
+	defer func() {
+		n.stopOnce.Do(func() { close(n.stopc) })
+		n.appendWG.Wait()
+		close(n.donec)
+	}()
 	ticks := n.cfg.Ticks
 	if ticks == nil {
 		t := time.NewTicker(n.cfg.TickInterval)
@@ -274,6 +302,12 @@ func (n *Node) run() {
 			n.rn.ReadIndex(rctx)
 		case fn := <-n.reportc:
 			fn(n.rn)
+		case <-n.local.ready:
+			for _, m := range n.local.take() {
+				n.stepLocal(m)
+			}
+		case <-n.failc:
+			return
 		case <-n.stopc:
 			return
 		}
@@ -282,6 +316,14 @@ func (n *Node) run() {
 				return
 			}
 		}
+	}
+}
+
+// stepLocal steps a message this node sent itself: a storage response or
+// a leader's acknowledgement of its own append.
+func (n *Node) stepLocal(m *raftpb.Message) {
+	if err := n.rn.Step(m); err != nil {
+		n.log.Debug("step of a local message failed", "err", err, "type", m.GetType())
 	}
 }
 
@@ -329,79 +371,187 @@ func (n *Node) drainProposals() {
 	}
 }
 
-// handleReady follows the Ready contract of go.etcd.io/raft/v3: persist the
-// hard state and entries, send messages (a leader may send before its own
-// write, a follower only after), hand committed entries to the application,
-// then Advance. It returns false if the node must stop.
+// handleReady follows the Ready contract of go.etcd.io/raft/v3 with
+// asynchronous storage writes (its doc.go): messages to peers go out at
+// once (Raft puts those that must wait for a local write among the
+// responses of that write); the MsgStorageAppend goes to the append
+// goroutine; the MsgStorageApply hands committed entries, which Raft
+// releases only once they are durable here, to the application. Nothing
+// waits for the disk on this goroutine, so the next batch of proposals
+// forms while the last one syncs. It returns false if the node must stop.
 func (n *Node) handleReady(rd raft.Ready) bool {
 	if rd.SoftState != nil {
 		if old := n.lead.Swap(rd.SoftState.Lead); old != rd.SoftState.Lead && n.cfg.OnLeaderChange != nil {
 			n.cfg.OnLeaderChange(rd.SoftState.Lead)
 		}
 	}
-	isLeader := n.rn.BasicStatus().RaftState == raft.StateLeader
-	if isLeader {
-		n.send(rd.Messages)
+	var peers []*raftpb.Message
+	var appends, applies []*raftpb.Message
+	for _, m := range rd.Messages {
+		switch m.GetTo() {
+		case raft.LocalAppendThread:
+			appends = append(appends, m)
+		case raft.LocalApplyThread:
+			applies = append(applies, m)
+		case n.cfg.ID:
+			n.local.push([]*raftpb.Message{m})
+		default:
+			peers = append(peers, m)
+		}
 	}
-	if !raft.IsEmptySnap(rd.Snapshot) {
-		if err := n.cfg.Storage.SaveSnapshot(rd.Snapshot); err != nil {
-			n.cfg.Fatal(fmt.Errorf("saving snapshot: %w", err))
+	if len(peers) > 0 {
+		n.send(peers)
+	}
+	for _, m := range appends {
+		select {
+		case n.appendc <- m:
+		case <-n.failc:
+			return false
+		case <-n.stopc:
 			return false
 		}
-		if err := n.cfg.Log.ApplySnapshot(rd.Snapshot); err != nil {
-			n.cfg.Fatal(fmt.Errorf("applying snapshot to the raft log: %w", err))
-			return false
-		}
-		md := rd.Snapshot.GetMetadata()
-		n.commit.Store(max(n.commit.Load(), md.GetIndex()))
-		if n.cfg.OnSnapshot != nil {
-			n.cfg.OnSnapshot(rd.Snapshot)
-		}
-	}
-	hs := rd.HardState
-	if hs != nil && raft.IsEmptyHardState(hs) {
-		hs = nil
-	}
-	if hs != nil || len(rd.Entries) > 0 {
-		if err := n.cfg.Storage.Save(hs, rd.Entries); err != nil {
-			n.cfg.Fatal(fmt.Errorf("saving raft state: %w", err))
-			return false
-		}
-	}
-	if hs != nil {
-		if err := n.cfg.Log.SetHardState(hs); err != nil {
-			n.cfg.Fatal(err)
-			return false
-		}
-		n.term.Store(hs.GetTerm())
-		n.commit.Store(hs.GetCommit())
-	}
-	if len(rd.Entries) > 0 {
-		if err := n.cfg.Log.Append(rd.Entries); err != nil {
-			n.cfg.Fatal(err)
-			return false
-		}
-	}
-	if !isLeader {
-		n.send(rd.Messages)
 	}
 	for _, rs := range rd.ReadStates {
 		if n.cfg.OnReadState != nil {
 			n.cfg.OnReadState(rs)
 		}
 	}
-	if len(rd.CommittedEntries) > 0 {
-		for _, e := range rd.CommittedEntries {
+	for _, m := range applies {
+		n.applyCommitted(m)
+	}
+	return true
+}
+
+// applyCommitted hands a MsgStorageApply's entries to the application and
+// steps its responses. Configuration changes take effect in Raft here, as
+// they are handed over, and the application applies entries in order on
+// its own goroutine (OnCommitted may block for back-pressure).
+func (n *Node) applyCommitted(m *raftpb.Message) {
+	ents := m.GetEntries()
+	if len(ents) > 0 {
+		for _, e := range ents {
 			if e.GetType() == raftpb.EntryConfChange {
 				n.applyConfChange(e)
 			}
 		}
+		n.commit.Store(max(n.commit.Load(), ents[len(ents)-1].GetIndex()))
 		if n.cfg.OnCommitted != nil {
-			n.cfg.OnCommitted(rd.CommittedEntries)
+			n.cfg.OnCommitted(ents)
 		}
 	}
-	n.rn.Advance(rd)
-	return true
+	for _, r := range m.GetResponses() {
+		n.stepLocal(r)
+	}
+}
+
+// appendLoop persists MsgStorageAppends in order. What queued up while
+// the last sync ran is written together, with one sync; then the
+// responses of every message are delivered in order: to peers through the
+// transport, to this node through the local queue.
+func (n *Node) appendLoop() {
+	defer n.appendWG.Done()
+	batch := make([]*raftpb.Message, 0, maxAppendBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case m := <-n.appendc:
+			batch = append(batch, m)
+		case <-n.stopc:
+			return
+		}
+	drain:
+		for len(batch) < maxAppendBatch {
+			select {
+			case m := <-n.appendc:
+				batch = append(batch, m)
+			default:
+				break drain
+			}
+		}
+		if err := n.persist(batch); err != nil {
+			n.cfg.Fatal(err)
+			close(n.failc)
+			return
+		}
+		var peers, local []*raftpb.Message
+		for _, m := range batch {
+			for _, r := range m.GetResponses() {
+				if r.GetTo() == n.cfg.ID || raft.IsLocalMsgTarget(r.GetFrom()) {
+					local = append(local, r)
+				} else {
+					peers = append(peers, r)
+				}
+			}
+		}
+		if len(peers) > 0 {
+			n.cfg.Transport.Send(peers)
+		}
+		n.local.push(local)
+	}
+}
+
+// persist makes the snapshots, entries and hard states of msgs durable,
+// in order, and then visible in the in-memory log. Runs of contiguous
+// entries share one Save (one write and one sync); only the last hard
+// state of a run is written, since each supersedes the one before.
+func (n *Node) persist(msgs []*raftpb.Message) error {
+	var ents []*raftpb.Entry
+	var hs *raftpb.HardState
+	flush := func() error {
+		if hs == nil && len(ents) == 0 {
+			return nil
+		}
+		if err := n.cfg.Storage.Save(hs, ents); err != nil {
+			return fmt.Errorf("saving raft state: %w", err)
+		}
+		if len(ents) > 0 {
+			if err := n.cfg.Log.Append(ents); err != nil {
+				return err
+			}
+		}
+		if hs != nil {
+			if err := n.cfg.Log.SetHardState(hs); err != nil {
+				return err
+			}
+			n.term.Store(hs.GetTerm())
+			n.commit.Store(max(n.commit.Load(), hs.GetCommit()))
+		}
+		ents, hs = nil, nil
+		return nil
+	}
+	for _, m := range msgs {
+		if snap := m.GetSnapshot(); snap != nil && !raft.IsEmptySnap(snap) {
+			if err := flush(); err != nil {
+				return err
+			}
+			if err := n.cfg.Storage.SaveSnapshot(snap); err != nil {
+				return fmt.Errorf("saving snapshot: %w", err)
+			}
+			if err := n.cfg.Log.ApplySnapshot(snap); err != nil {
+				return fmt.Errorf("applying snapshot to the raft log: %w", err)
+			}
+			n.commit.Store(max(n.commit.Load(), snap.GetMetadata().GetIndex()))
+			if n.cfg.OnSnapshot != nil {
+				n.cfg.OnSnapshot(snap)
+			}
+		}
+		if me := m.GetEntries(); len(me) > 0 {
+			if len(ents) > 0 && me[0].GetIndex() != ents[len(ents)-1].GetIndex()+1 {
+				// Raft replaced part of the log: write the run so far first.
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			ents = append(ents, me...)
+		}
+		if m.Term != nil || m.Vote != nil || m.Commit != nil {
+			h := &raftpb.HardState{Term: new(m.GetTerm()), Vote: new(m.GetVote()), Commit: new(m.GetCommit())}
+			if !raft.IsEmptyHardState(h) {
+				hs = h
+			}
+		}
+	}
+	return flush()
 }
 
 // send hands messages to the transport, and snapshots to OnSendSnapshot.
@@ -461,4 +611,34 @@ func (r *raftLogger) Panicf(format string, v ...any) {
 	s := fmt.Sprintf(format, v...)
 	r.l.Error(s)
 	panic(s)
+}
+
+// localQueue holds messages for this node's Raft goroutine without ever
+// blocking the sender, so the append goroutine cannot wait on the Raft
+// goroutine while the Raft goroutine waits on it.
+type localQueue struct {
+	mu    sync.Mutex
+	msgs  []*raftpb.Message
+	ready chan struct{} // holds a token while msgs is not empty
+}
+
+func (q *localQueue) push(msgs []*raftpb.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	q.mu.Lock()
+	q.msgs = append(q.msgs, msgs...)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (q *localQueue) take() []*raftpb.Message {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	msgs := q.msgs
+	q.msgs = nil
+	return msgs
 }
