@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -559,4 +560,34 @@ func TestValues_OpenRefusesPointersIntoAMissingSegment(t *testing.T) {
 	}
 	s.wal.segs[1] = nil
 	s.Store, _ = Open(s.path, s.opts) // for the cleanup
+}
+
+func TestValues_LeasesReadsNoValue(t *testing.T) {
+	s := pointerStore(t, Options{})
+	big := strings.Repeat("v", 100)
+	s.mustApply(&pb.PutRequest{Key: []byte("a"), Value: []byte(big), Lease: 5})
+	s.mustApply(&pb.PutRequest{Key: []byte("b"), Value: []byte("small"), Lease: 6})
+	s.put("c", big)
+	s.mustApply(&pb.PutRequest{Key: []byte("d"), Value: []byte(big), Lease: 5})
+	s.put("d", big) // the lease is gone with the overwrite
+	s.mustApply(&pb.PutRequest{Key: []byte("e"), Value: []byte(big), Lease: 7})
+	s.del("e", "")
+	if s.pointerRecords() == 0 {
+		t.Fatal("no value is stored in the WAL: the test would not show anything")
+	}
+	before := s.wal.reads.Load()
+	var got []string
+	err := s.Leases(func(key []byte, lease int64) error {
+		got = append(got, fmt.Sprintf("%s:%d", key, lease))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a:5", "b:6"}; !slices.Equal(got, want) {
+		t.Fatalf("Leases gave %v, want %v", got, want)
+	}
+	if n := s.wal.reads.Load() - before; n != 0 {
+		t.Fatalf("Leases read %d values from the WAL", n)
+	}
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -384,6 +383,12 @@ func (s *Server) maybePromoteLessor(e *raftpb.Entry) {
 func (s *Server) onLeaderChange(lead uint64) {
 	if lead != 0 {
 		s.metrics.leaderChanges.Inc()
+		// A read index asked for while there was no leader was dropped:
+		// ask again now rather than at the next retry.
+		select {
+		case s.leaderKnownc <- struct{}{}:
+		default:
+		}
 	}
 	if lead != s.id {
 		s.lessor.Demote()
@@ -511,26 +516,16 @@ func (s *Server) recoverLeases() error {
 	}
 	s.lessor.Recover(recs)
 	attached := 0
-	from := []byte{0}
-	for {
-		resp, err := s.kv.Range(&pb.RangeRequest{Key: from, RangeEnd: []byte{0}, Limit: 1000})
-		if err != nil {
-			return fmt.Errorf("attaching keys to leases: %w", err)
+	err = s.kv.Leases(func(key []byte, id int64) error {
+		if err := s.lessor.Attach(id, key); err != nil {
+			s.lg.Warn("key carries a lease that does not exist", "key", key, "lease", fmt.Sprintf("%016x", id))
+			return nil
 		}
-		for _, kv := range resp.Kvs {
-			if kv.Lease == 0 {
-				continue
-			}
-			if err := s.lessor.Attach(kv.Lease, kv.Key); err != nil {
-				s.lg.Warn("key carries a lease that does not exist", "key", kv.Key, "lease", fmt.Sprintf("%016x", kv.Lease))
-				continue
-			}
-			attached++
-		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			break
-		}
-		from = append(bytes.Clone(resp.Kvs[len(resp.Kvs)-1].Key), 0)
+		attached++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("attaching keys to leases: %w", err)
 	}
 	if len(recs) > 0 {
 		s.lg.Info("loaded leases", "leases", len(recs), "attached-keys", attached)

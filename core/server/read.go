@@ -90,6 +90,10 @@ wait:
 				break wait
 			}
 			// A stale round's answer: ignore it.
+		case <-s.leaderKnownc:
+			if err := send(); err != nil {
+				return ErrStopped
+			}
 		case <-retry.C:
 			if err := send(); err != nil {
 				return ErrStopped

@@ -142,11 +142,14 @@ type Server struct {
 	transport          PeerTransport
 	members            membership
 
-	reqSeq    atomic.Uint64 // low bits of request IDs
-	waits     waitList
-	applied   indexWait
-	applyc    chan applyItem
-	snapSendc chan *raftpb.Message
+	reqSeq  atomic.Uint64 // low bits of request IDs
+	waits   waitList
+	applied indexWait
+	applyc  chan applyItem
+	// leaderKnownc is signalled when a leader becomes known, so that a
+	// read index round waiting for one retries at once.
+	leaderKnownc chan struct{}
+	snapSendc    chan *raftpb.Message
 
 	readMu     sync.Mutex
 	readNotify *notifier
@@ -197,15 +200,16 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s := &Server{
-		cfg:        cfg,
-		lg:         cfg.Logger,
-		applyc:     make(chan applyItem, 64),
-		snapSendc:  make(chan *raftpb.Message, 4),
-		readNotify: newNotifier(),
-		readwaitc:  make(chan struct{}, 1),
-		readStatec: make(chan raft.ReadState, 16),
-		stopc:      make(chan struct{}),
-		donec:      make(chan struct{}),
+		cfg:          cfg,
+		lg:           cfg.Logger,
+		applyc:       make(chan applyItem, 64),
+		leaderKnownc: make(chan struct{}, 1),
+		snapSendc:    make(chan *raftpb.Message, 4),
+		readNotify:   newNotifier(),
+		readwaitc:    make(chan struct{}, 1),
+		readStatec:   make(chan raft.ReadState, 16),
+		stopc:        make(chan struct{}),
+		donec:        make(chan struct{}),
 	}
 	s.metrics = newMetrics(s)
 	s.lessor = lease.New(lease.Config{
