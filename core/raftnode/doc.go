@@ -1,29 +1,41 @@
 // Package raftnode drives a go.etcd.io/raft/v3 RawNode. One goroutine (run)
-// owns the RawNode; everything else talks to it through channels: Propose,
+// owns the RawNode, and a second one (appendLoop) writes its log; everything else talks to it through channels: Propose,
 // ReadIndex and Process queue work for it, ReportUnreachable and
 // ReportSnapshot queue hints. PreVote and CheckQuorum are on, and reads use
 // ReadOnlySafe (a quorum confirms leadership for each ReadIndex round).
 //
-// The Ready contract, in the order raft's doc.go requires, per Ready:
+// Storage writes are asynchronous (raft's AsyncStorageWrites, described in
+// its doc.go), so that the Raft goroutine never waits for the disk: on an
+// SD card, where a sync takes 20 ms, the next batch of proposals forms and
+// is replicated while the last one syncs. Per Ready, on the Raft goroutine:
 //
-//  1. If this member is the leader, send rd.Messages now: a leader may
-//     replicate before its own write is durable.
-//  2. If rd.Snapshot is set (from the leader), persist it first with
-//     Storage.SaveSnapshot, apply it to the in-memory log, and hand it to
+//  1. Send the messages for peers at once. Raft holds back whatever
+//     promises a local write (votes, append responses) as responses of
+//     that write; a leader replicates before its own write is durable.
+//  2. Queue the MsgStorageAppend for the append goroutine (bounded: a full
+//     queue makes the Raft goroutine wait, which is the back-pressure of a
+//     slow disk).
+//  3. Hand rd.ReadStates to Config.OnReadState.
+//  4. For the MsgStorageApply, apply committed configuration changes to the
+//     RawNode (Config.OnConfChange for each), hand the committed entries,
+//     which Raft releases only once they are durable here, in log order to
+//     Config.OnCommitted (the application applies them on its own
+//     goroutine; OnCommitted may block to push back), and step the
+//     responses.
+//
+// The append goroutine takes every MsgStorageAppend queued, in order:
+//
+//  1. A snapshot from the leader is persisted first with
+//     Storage.SaveSnapshot, applied to the in-memory log, and handed to
 //     Config.OnSnapshot so the application installs it in order.
-//  3. Persist rd.HardState and rd.Entries with Storage.Save: one write and
-//     one fdatasync. A failed save calls Config.Fatal and the loop exits
-//     (fail-stop): going on after a lost write is how data is corrupted.
-//     Then append the same to the in-memory log (raft.MemoryStorage).
-//  4. If this member is not the leader, send rd.Messages now, after the
-//     write, because they may promise what was just persisted (votes,
-//     append responses).
-//  5. Hand rd.ReadStates to Config.OnReadState.
-//  6. Apply committed configuration changes to the RawNode, calling
-//     Config.OnConfChange for each, then hand all committed entries, in log
-//     order, to Config.OnCommitted (the application applies them on its own
-//     goroutine; OnCommitted may block to push back).
-//  7. Advance.
+//  2. Runs of contiguous entries, with the last hard state, are persisted
+//     with one Storage.Save: one write and one fdatasync for everything that
+//     queued up during the previous sync. A failed save calls Config.Fatal
+//     and the node stops (fail-stop): going on after a lost write is how
+//     data is corrupted. Then the same goes into the in-memory log
+//     (raft.MemoryStorage).
+//  3. The responses are delivered: to peers through the Transport, to this
+//     node through a queue that never blocks, stepped by the Raft goroutine.
 //
 // Outgoing MsgSnap messages never reach the Transport: they go to
 // Config.OnSendSnapshot, because the application must attach its backend
