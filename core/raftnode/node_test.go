@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -226,5 +227,71 @@ func TestNode_LocalMessagesFromPeersAreDropped(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if nodes[0].Leader() != 0 {
 		t.Fatal("a MsgHup from the network started an election")
+	}
+}
+
+type recordingStorage struct {
+	saves [][]uint64 // entry indexes per Save
+	hs    []uint64   // commit of each Save's hard state, 0 for none
+	snaps []uint64
+}
+
+func (s *recordingStorage) SaveSnapshot(sn *raftpb.Snapshot) error {
+	s.snaps = append(s.snaps, sn.GetMetadata().GetIndex())
+	return nil
+}
+
+func (s *recordingStorage) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
+	var idx []uint64
+	for _, e := range ents {
+		idx = append(idx, e.GetIndex())
+	}
+	s.saves = append(s.saves, idx)
+	s.hs = append(s.hs, hs.GetCommit())
+	return nil
+}
+
+func TestNode_PersistSharesOneSavePerContiguousRun(t *testing.T) {
+	ents := func(term uint64, idx ...uint64) []*raftpb.Entry {
+		var out []*raftpb.Entry
+		for _, i := range idx {
+			out = append(out, &raftpb.Entry{Term: new(term), Index: new(i)})
+		}
+		return out
+	}
+	app := func(e []*raftpb.Entry, commit uint64) *raftpb.Message {
+		m := &raftpb.Message{Type: raftpb.MsgStorageAppend.Enum(), Entries: e}
+		if commit > 0 {
+			m.Term, m.Vote, m.Commit = new(uint64(2)), new(uint64(0)), new(commit)
+		}
+		return m
+	}
+	st := &recordingStorage{}
+	log := raft.NewMemoryStorage()
+	n := &Node{cfg: Config{Storage: st, Log: log}}
+	// Two contiguous appends, a commit-only hard state, then Raft replacing
+	// the tail from index 3 (a new term): two saves, each with the last
+	// hard state seen before it was written.
+	err := n.persist([]*raftpb.Message{
+		app(ents(1, 1, 2), 0),
+		app(ents(1, 3, 4), 1),
+		app(nil, 2),
+		app(ents(2, 3), 3),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := [][]uint64{{1, 2, 3, 4}, {3}}; !slices.EqualFunc(st.saves, want, slices.Equal[[]uint64]) {
+		t.Fatalf("saves %v, want %v", st.saves, want)
+	}
+	if want := []uint64{2, 3}; st.hs[0] != want[0] || st.hs[1] != want[1] {
+		t.Fatalf("hard state commits %v, want %v", st.hs, want)
+	}
+	last, _ := log.LastIndex()
+	if term, _ := log.Term(3); last != 3 || term != 2 {
+		t.Fatalf("in-memory log ends at %d with term %d at 3; want 3 and 2", last, term)
+	}
+	if n.CommitIndex() != 3 || n.Term() != 2 {
+		t.Fatalf("commit %d term %d, want 3 and 2", n.CommitIndex(), n.Term())
 	}
 }
