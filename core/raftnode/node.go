@@ -170,10 +170,10 @@ func New(cfg Config) (*Node, error) {
 
 // appendQueueLen bounds the appends waiting for the append goroutine; when
 // it is full the Raft goroutine waits (back-pressure on a slow disk).
-const appendQueueLen = 256
+const appendQueueLen = 1024
 
 // maxAppendBatch bounds how many queued appends share one write and sync.
-const maxAppendBatch = 64
+const maxAppendBatch = 1024
 
 // Start runs the Raft goroutine and the append goroutine.
 func (n *Node) Start() {
