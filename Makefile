@@ -11,7 +11,7 @@ BUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 FUZZTIME  ?= 10s
 STATICCHECK ?= v0.8.2
 
-.PHONY: all build run test unit unit-arm e2e fuzz cross lint tools bench-disk bench-watch torture clean
+.PHONY: all build run test unit unit-arm e2e fuzz cross lint tools bench bench-quick bench-disk bench-watch torture clean
 
 all: build
 
@@ -60,6 +60,22 @@ e2e: build cross tools
 # Installs qemu-user (for the ARM runs) when it is missing and we may.
 tools:
 	@scripts/install-tools.sh
+
+# edgekv against real etcd on this machine, 3 rounds: every load's throughput
+# and latency, memory, disk writes and syncs per put, binary size, restart
+# time, an emulated SD card. Writes bench/RESULTS.md and
+# bench/latency-throughput.png; bench/README.md says how to read them.
+bench: build
+	@scripts/install-tools.sh strace
+	cd tests && EDGEKV_BIN=$(CURDIR)/bin/edgekv $(GO) run ./bench/compare --rounds 3 \
+		--results $(CURDIR)/bench/RESULTS.md --chart $(CURDIR)/bench/latency-throughput.png
+
+# The same in under 3 minutes: 1 round, loads at half their totals, chart
+# points at 1, 64 and 256 clients, no restart measurement.
+bench-quick: build
+	@scripts/install-tools.sh strace
+	cd tests && EDGEKV_BIN=$(CURDIR)/bin/edgekv $(GO) run ./bench/compare --quick \
+		--results $(CURDIR)/bench/RESULTS.md --chart $(CURDIR)/bench/latency-throughput.png
 
 # Bytes written and fdatasyncs per put, edgekv next to real etcd (issue 3).
 bench-disk: build

@@ -1,15 +1,29 @@
 #!/usr/bin/env bash
-# Installs what the end-to-end tests need beyond Go: qemu-user for running
-# the ARM binaries. Without root or apt-get it says so; the ARM test then
-# skips locally (and fails under CI, where this must work).
+# Installs what the end-to-end tests and benchmarks need beyond Go, when it
+# is missing and we may (root and apt-get): by default qemu-user, for running
+# the ARM binaries; `install-tools.sh strace` installs Debian's strace, which
+# the benchmarks use to count and to delay syncs. Without root or apt-get it
+# says so; the ARM test then skips locally (and fails under CI, where this
+# must work), and the benchmarks leave out what needs strace.
 set -uo pipefail
-if command -v qemu-aarch64 >/dev/null && command -v qemu-arm >/dev/null; then
-	exit 0
-fi
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-	echo "installing qemu-user for the ARM tests"
-	apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user >/dev/null \
-		|| echo "warning: could not install qemu-user"
-else
-	echo "note: qemu-user is missing and cannot be installed here (not root or no apt-get); ARM tests will skip"
-fi
+[ $# -gt 0 ] || set -- qemu-user
+updated=
+for pkg in "$@"; do
+	case $pkg in
+	qemu-user) cmds=(qemu-aarch64 qemu-arm) why="the ARM tests will skip" ;;
+	strace) cmds=(strace) why="the benchmarks will not count or delay syncs" ;;
+	*) echo "install-tools.sh: unknown tool $pkg (qemu-user, strace)" >&2; exit 2 ;;
+	esac
+	missing=
+	for c in "${cmds[@]}"; do command -v "$c" >/dev/null || missing=1; done
+	[ -n "$missing" ] || continue
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		echo "installing $pkg"
+		{ [ -n "$updated" ] || apt-get update -qq >/dev/null; } && updated=1 \
+			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null \
+			|| echo "warning: could not install $pkg"
+	else
+		echo "note: $pkg is missing and cannot be installed here (not root or no apt-get); $why"
+	fi
+done
+exit 0

@@ -5,5 +5,12 @@
 // (framework.StartCluster, through framework.Program), so both servers get the
 // same flags, fresh data dirs and loopback ports.
 //
+//   - compare: everything make bench reports (bench/README.md at the root):
+//     throughput and latency of every load of the load generator `edgekv
+//     bench`, RSS, bytes written and syncs per put, binary size, restart
+//     time, an emulated SD card, and a latency-throughput chart.
 //   - diskwrites: bytes written and fsyncs per put under a write load.
+//   - watchers: watch delivery latency, memory per watcher, slow watchers.
+//
+// internal/strace holds what more than one of them runs members under.
 package bench

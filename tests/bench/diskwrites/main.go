@@ -47,6 +47,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/edgekv/edgekv/tests/bench/internal/strace"
 	"github.com/edgekv/edgekv/tests/framework"
 )
 
@@ -65,9 +66,6 @@ const (
 	methodMetrics = "metrics"
 	methodAuto    = "auto"
 )
-
-// syncCalls are the system calls counted as syncs.
-var syncCalls = []string{"fsync", "fdatasync", "sync_file_range"}
 
 type options struct {
 	total, rounds, clients, conns     int
@@ -196,8 +194,7 @@ func measure(ctx context.Context, t testing.TB, binary string, o options, strace
 	tracing := o.syncs == methodStrace
 	if tracing {
 		opts = append(opts, framework.WithMemberWrapper(func(m *framework.Member) []string {
-			return []string{straceBin, "-f", "-ttt", "--seccomp-bpf",
-				"-e", "trace=" + strings.Join(syncCalls, ","), "-o", m.DataDir + ".strace"}
+			return strace.CountArgs(straceBin, m.DataDir+".strace")
 		}))
 	}
 	c := framework.StartCluster(t, binary, o.nodes, opts...)
@@ -259,7 +256,7 @@ func measure(ctx context.Context, t testing.TB, binary string, o options, strace
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		counts, err := countSyncs(m.DataDir+".strace", start, end)
+		counts, err := strace.CountSyncs(m.DataDir+".strace", start, end)
 		if err != nil {
 			t.Fatalf("%s: %v", m.Name, err)
 		}
@@ -336,50 +333,6 @@ func putLoad(ctx context.Context, t testing.TB, endpoints []string, o options, r
 		t.Fatalf("no put of %d was acknowledged", o.total)
 	}
 	return ok.Load(), bad.Load(), elapsed
-}
-
-// countSyncs counts the sync calls in an strace -f -ttt log that were entered
-// between start and end. A call interrupted by another thread's is logged as
-// "<unfinished ...>" when entered and "<... resumed>" when done; only the
-// first is counted.
-func countSyncs(path string, start, end time.Time) (map[string]int, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	from := float64(start.UnixMicro()) / 1e6
-	to := float64(end.UnixMicro()) / 1e6
-	counts := map[string]int{}
-	for _, call := range syncCalls {
-		counts[call] = 0
-	}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		// [PID] SECONDS.MICROS call(args...) = result; the PID is padded
-		// with spaces, and missing while strace traces one thread only.
-		first, rest := cutField(sc.Text())
-		if !strings.Contains(first, ".") {
-			first, rest = cutField(rest)
-		}
-		ts, err := strconv.ParseFloat(first, 64)
-		if err != nil || ts < from || ts > to {
-			continue
-		}
-		name, _, ok := strings.Cut(rest, "(")
-		if _, counted := counts[name]; ok && counted {
-			counts[name]++
-		}
-	}
-	return counts, sc.Err()
-}
-
-// cutField returns the first space-separated field of s and the rest after
-// the spaces that follow it.
-func cutField(s string) (field, rest string) {
-	field, rest, _ = strings.Cut(strings.TrimLeft(s, " "), " ")
-	return field, strings.TrimLeft(rest, " ")
 }
 
 // memberMetrics are the Prometheus metrics of one member the report uses;

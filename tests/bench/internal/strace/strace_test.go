@@ -1,8 +1,9 @@
-package main
+package strace
 
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +25,14 @@ func TestCountSyncs_CountsCallsEnteredInTheWindowOnce(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte(log), 0o644))
 	start := time.UnixMicro(1795335453_200000)
 	end := time.UnixMicro(1795335454_000000)
-	counts, err := countSyncs(path, start, end)
+	counts, err := CountSyncs(path, start, end)
 	require.NoError(t, err)
 	require.Equal(t, map[string]int{"fsync": 1, "fdatasync": 2, "sync_file_range": 1}, counts)
+}
+
+func TestDelayArgs_InjectADelayBeforeEveryFsyncAndFdatasync(t *testing.T) {
+	got := strings.Join(DelayArgs("strace", 20*time.Millisecond), " ")
+	want := "strace --seccomp-bpf -f -qq -o /dev/null -e trace=fdatasync,fsync " +
+		"-e inject=fdatasync:delay_enter=20000 -e inject=fsync:delay_enter=20000"
+	require.Equal(t, want, got)
 }

@@ -1,0 +1,93 @@
+// Package strace runs cluster members under Debian's strace for the
+// benchmarks under tests/bench: to count their sync calls from a log
+// (diskwrites, compare), or to delay every sync as a slow SD card would
+// (compare). It only builds command lines and reads logs; the harness
+// (framework.WithMemberWrapper) runs them.
+package strace
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// SyncCalls are the system calls counted as syncs.
+var SyncCalls = []string{"fsync", "fdatasync", "sync_file_range"}
+
+// Path returns the strace binary on $PATH, with a hint to install it when
+// there is none.
+func Path() (string, error) {
+	p, err := exec.LookPath("strace")
+	if err != nil {
+		return "", fmt.Errorf("%w (apt-get install strace, or scripts/install-tools.sh strace as root)", err)
+	}
+	return p, nil
+}
+
+// CountArgs is the wrapper that logs every sync call of a member and of all
+// its threads, with a timestamp, to logPath, for CountSyncs. --seccomp-bpf
+// stops the server only at the traced calls, so it slows syncs, not the rest.
+func CountArgs(straceBin, logPath string) []string {
+	return []string{straceBin, "-f", "-ttt", "--seccomp-bpf",
+		"-e", "trace=" + strings.Join(SyncCalls, ","), "-o", logPath}
+}
+
+// DelayArgs is the wrapper that makes every fsync and fdatasync of a member
+// take at least delay longer (strace's fault injection, delay_enter), and
+// logs nothing: a disk whose flushes are slow, like an SD card's.
+func DelayArgs(straceBin string, delay time.Duration) []string {
+	us := strconv.FormatInt(delay.Microseconds(), 10)
+	return []string{straceBin, "--seccomp-bpf", "-f", "-qq", "-o", "/dev/null",
+		"-e", "trace=fdatasync,fsync",
+		"-e", "inject=fdatasync:delay_enter=" + us,
+		"-e", "inject=fsync:delay_enter=" + us}
+}
+
+// CountSyncs counts the sync calls in an strace -f -ttt log (CountArgs) that
+// were entered between start and end, by name (every name in SyncCalls is
+// present). A call interrupted by another thread's is logged as
+// "<unfinished ...>" when entered and "<... resumed>" when done; only the
+// first is counted.
+func CountSyncs(path string, start, end time.Time) (map[string]int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	from := float64(start.UnixMicro()) / 1e6
+	to := float64(end.UnixMicro()) / 1e6
+	counts := map[string]int{}
+	for _, call := range SyncCalls {
+		counts[call] = 0
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		// [PID] SECONDS.MICROS call(args...) = result; the PID is padded
+		// with spaces, and missing while strace traces one thread only.
+		first, rest := cutField(sc.Text())
+		if !strings.Contains(first, ".") {
+			first, rest = cutField(rest)
+		}
+		ts, err := strconv.ParseFloat(first, 64)
+		if err != nil || ts < from || ts > to {
+			continue
+		}
+		name, _, ok := strings.Cut(rest, "(")
+		if _, counted := counts[name]; ok && counted {
+			counts[name]++
+		}
+	}
+	return counts, sc.Err()
+}
+
+// cutField returns the first space-separated field of s and the rest after
+// the spaces that follow it.
+func cutField(s string) (field, rest string) {
+	field, rest, _ = strings.Cut(strings.TrimLeft(s, " "), " ")
+	return field, strings.TrimLeft(rest, " ")
+}
