@@ -118,14 +118,16 @@
 // terminator, then calls fdatasync once, unless the Save carries only a
 // hard state whose term and vote are unchanged (Raft's MustSync): a commit
 // index need not be durable before Raft goes on, since the leader tells it
-// again after a crash, so that write waits for the next sync (the next Save
-// with entries, a snapshot marker, a cut or Close). Recovery may then find
-// an older commit index, never older entries, term or vote.
+// again after a crash, so such a hard state is not written at all then: it
+// goes out with the next write (the next Save with entries, a snapshot
+// marker, or Close), which saves a sector write per commit on flash.
+// Recovery may then find an older commit index, never older entries, term
+// or vote.
 //
 // # Sync counts
 //
 //	Save, SaveSnapshot         1 write + 1 fdatasync, however many entries
-//	  ... commit index only    1 write, no fdatasync (made durable by the next one)
+//	  ... commit index only    nothing (written and synced with the next one)
 //	  ... that cuts            + 1 rename + 1 directory fsync (no extra write),
 //	                           + 1 fdatasync of the old tail if it has an unsynced write
 //	preparing a segment        1 write of the header (one sector for small metadata) +

@@ -158,6 +158,10 @@ type WAL struct {
 	prep      *preparer
 	lazyPrep  bool // Open left preparing the next segment to the first write
 	unsynced  bool // a write since the last fdatasync (a commit-only hard state)
+	// hsPending: w.hs only moved the commit index since it was last
+	// written. It is written with the next write (or at Close), not on
+	// its own: see Save.
+	hsPending bool
 
 	vlogs    []uint64 // value segments (.vlog), by sequence, oldest first
 	vals     *valueFiles
@@ -441,9 +445,22 @@ func (w *WAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 	if err := w.checkEntries(ents); err != nil {
 		return err
 	}
+	// As Raft's MustSync: entries, term and vote must be durable before
+	// Raft acts on them; a hard state that only moves the commit index
+	// need not be (the leader tells it again after a crash). Such a hard
+	// state is not written on its own: it goes out with the next write,
+	// which syncs it. On flash that saves a sector write per commit.
+	if saveHS && len(ents) == 0 && hs.GetTerm() == w.hs.Term && hs.GetVote() == w.hs.Vote {
+		w.hs.Commit = hs.GetCommit()
+		w.hsPending = true
+		return nil
+	}
 	recs, err := entryRecs(w.recs[:0], ents, w.recordLimit)
 	if err != nil {
 		return err
+	}
+	if !saveHS && w.hsPending {
+		hs, saveHS = w.hs.proto(), true
 	}
 	var hsRec hardStateRec
 	if saveHS {
@@ -456,14 +473,10 @@ func (w *WAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 	}
 	w.recs = recs[:0]
 	oldNext := w.next
-	// As Raft's MustSync: entries, term and vote must be durable before
-	// Raft acts on them; a hard state that only moves the commit index
-	// need not be (the leader tells it again after a crash), so it is
-	// written without a sync and made durable by the next sync.
-	sync := len(ents) > 0 || !saveHS || hsRec.Term != w.hs.Term || hsRec.Vote != w.hs.Vote
-	if err := w.write(recs, sync); err != nil {
+	if err := w.write(recs, true); err != nil {
 		return err
 	}
+	w.hsPending = false
 	if len(ents) > 0 {
 		w.next = ents[len(ents)-1].GetIndex() + 1
 		// Durable now (a Save with entries always syncs): hand out where
@@ -494,9 +507,18 @@ func (w *WAL) SaveSnapshot(m SnapshotMarker) error {
 	if err != nil {
 		return fmt.Errorf("wal: encoding snapshot marker: %w", err)
 	}
-	if err := w.write([]rec{{typ: recSnapshot, payload: p}}, true); err != nil {
+	recs := []rec{{typ: recSnapshot, payload: p}}
+	if w.hsPending {
+		hp, err := encodeHardState(w.hs.proto())
+		if err != nil {
+			return fmt.Errorf("wal: encoding hard state: %w", err)
+		}
+		recs = append(recs, rec{typ: recHardState, payload: hp})
+	}
+	if err := w.write(recs, true); err != nil {
 		return err
 	}
+	w.hsPending = false
 	w.snap, w.snapSeq = m, w.seq()
 	if w.next < m.Index+1 {
 		w.next = m.Index + 1
@@ -899,6 +921,13 @@ func (w *WAL) Close() error {
 	}
 	w.closed = true
 	perr := w.prep.close()
+	if w.hsPending && w.err == nil {
+		// A clean stop keeps the last commit index.
+		if err := w.writeHardState(); err != nil {
+			w.f.Close()
+			return err
+		}
+	}
 	if w.unsynced && w.err == nil {
 		// A clean stop keeps the last commit index too.
 		if err := w.f.Datasync(); err != nil {
@@ -914,5 +943,18 @@ func (w *WAL) Close() error {
 	if perr != nil {
 		return fmt.Errorf("wal: close: %w", perr)
 	}
+	return nil
+}
+
+// writeHardState writes the pending commit-only hard state, unsynced.
+func (w *WAL) writeHardState() error {
+	p, err := encodeHardState(w.hs.proto())
+	if err != nil {
+		return fmt.Errorf("wal: encoding hard state: %w", err)
+	}
+	if err := w.write([]rec{{typ: recHardState, payload: p}}, false); err != nil {
+		return err
+	}
+	w.hsPending = false
 	return nil
 }

@@ -715,3 +715,34 @@ func TestWAL_StatsAreSafeToReadWhileSaving(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+func TestWAL_CommitOnlyHardStateWaitsForTheNextWrite(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "wal")
+	w := createWAL(t, dir)
+	mustSave(t, w, hardState(1, 1, 0), ents(1, 1, 3))
+	before := w.Stats()
+	mustSave(t, w, hardState(1, 1, 2), nil)
+	mustSave(t, w, hardState(1, 1, 3), nil)
+	if after := w.Stats(); after.Writes != before.Writes || after.Syncs != before.Syncs {
+		t.Fatalf("a commit-only hard state was written on its own: %+v, then %+v", before, after)
+	}
+	// The next write carries it.
+	mustSave(t, w, nil, ents(1, 4, 4))
+	if got := w.Stats().Writes - before.Writes; got != 1 {
+		t.Fatalf("%d writes for entries and the pending hard state, want 1", got)
+	}
+	mustSave(t, w, hardState(1, 1, 4), nil)
+	// What a crash now would leave (the files as they are, no Close): the
+	// commit written with the entries, not the later one, which is allowed.
+	crashed := filepath.Join(t.TempDir(), "crashed")
+	if err := os.CopyFS(crashed, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	_, st := openWAL(t, crashed)
+	checkHardState(t, st.HardState, hardState(1, 1, 3))
+
+	// A clean Close keeps the last commit.
+	mustClose(t, w)
+	_, st = openWAL(t, dir)
+	checkHardState(t, st.HardState, hardState(1, 1, 4))
+}
