@@ -196,4 +196,19 @@
 //
 //	0x0 finished                 0x2 sender gave up, or a member closing
 //	0x1 refused by the listener  0x3 unknown stream kind
+//
+// # Fault injection (tests)
+//
+// Faults (fault.go) wraps any raftnode.Transport: each message passed to
+// its Send is dropped with probability FaultConfig.Drop (never a MsgSnap,
+// which Raft waits on) or else handed to the wrapped Send after a delay
+// drawn uniformly from [MinDelay, MaxDelay], by one goroutine, in the
+// order the messages fall due; so messages overtake each other and Raft
+// sees loss and reordering, which the real wire never shows it.
+// SetActive(false) passes messages straight through. Close drops what is
+// still pending. Only a test build wires it in: edgekv built with the tag
+// edgekv_faults (cmd/edgekv/faults_on.go) wraps its transport when
+// EDGEKV_FAULT_DELAY is set (ParseFaultConfig: "5ms-40ms,drop=0.05"),
+// toggles it on SIGUSR1 and logs the counts every second; every other
+// build ignores the variable and links none of it.
 package transport

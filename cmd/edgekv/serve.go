@@ -254,7 +254,7 @@ func serve(ctx context.Context, f *flags, stderr io.Writer) error {
 			if err != nil {
 				return nil, err
 			}
-			return peerTransport{t}, nil
+			return withFaults(peerTransport{t}, lg) // faults_on.go: test builds only
 		},
 	})
 	if err != nil {
