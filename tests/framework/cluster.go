@@ -44,6 +44,7 @@ type config struct {
 	wrapper             []string
 	memberWrapper       func(m *Member) []string
 	token               string
+	netnsPrefix         string
 }
 
 // WithTimeouts sets --heartbeat-interval and --election-timeout.
@@ -86,15 +87,31 @@ func WithMemberWrapper(wrap func(m *Member) []string) Option {
 	return func(c *config) { c.memberWrapper = wrap }
 }
 
+// WithNetns runs each member in a Linux network namespace of its own,
+// behind a bridge, with its client and peer URLs on its namespace's
+// address (10.231.X.2, .3, ...; the test reaches them from 10.231.X.1), so
+// that Cut, Heal, Isolate, Partition, SetPeerLoss and HealAll can fault
+// the network between members (netns.go). prefix (letters, at most 10)
+// names the namespaces and links; leftovers with it from a crashed run
+// are removed first, and everything is removed in t.Cleanup. Members run
+// under "ip netns exec <namespace>", which execs the server (so PID is the
+// server's). It needs root, ip and iptables-restore: without them the test
+// is skipped, or failed under CI.
+func WithNetns(prefix string) Option {
+	return func(c *config) { c.netnsPrefix = prefix }
+}
+
 // Member is one server process of a Cluster.
 type Member struct {
 	Name       string
 	DataDir    string
 	ClientPort int
 	PeerPort   int
-	ClientURL  string // http://127.0.0.1:ClientPort
-	PeerURL    string // http://127.0.0.1:PeerPort (TCP for etcd, QUIC over UDP for edgekv)
+	Host       string // 127.0.0.1, or with WithNetns the address in its namespace
+	ClientURL  string // http://Host:ClientPort
+	PeerURL    string // http://Host:PeerPort (TCP for etcd, QUIC over UDP for edgekv)
 	LogPath    string // stdout and stderr of every run of this member
+	Netns      string // the member's network namespace (WithNetns), or ""
 
 	argv    []string
 	env     []string
@@ -117,12 +134,13 @@ type Cluster struct {
 	binary  string
 	cfg     config
 	Members []*Member
+	netns   *netns // WithNetns, else nil
 }
 
 // StartCluster starts n members of binary (edgekv or etcd: anything taking
-// etcd's server flags) on 127.0.0.1, each with its own client and peer port
-// and a data dir under t.TempDir(), and waits until every member answers a
-// linearizable Get. The processes are killed in t.Cleanup, and if the test
+// etcd's server flags) on 127.0.0.1 (or in network namespaces, WithNetns),
+// each with its own client and peer port and a data dir under t.TempDir(),
+// and waits until every member answers a linearizable Get. The processes are killed in t.Cleanup, and if the test
 // failed the tail of each member's log is shown with t.Log.
 func StartCluster(t testing.TB, binary string, n int, opts ...Option) *Cluster {
 	t.Helper()
@@ -143,22 +161,34 @@ func StartCluster(t testing.TB, binary string, n int, opts ...Option) *Cluster {
 		t.Fatalf("start cluster: %v", err)
 	}
 	c := &Cluster{t: t, binary: binary, cfg: cfg}
+	if cfg.netnsPrefix != "" {
+		// Its cleanup runs after the one below that kills the members.
+		c.netns = newNetns(t, cfg.netnsPrefix, n)
+	}
 	var initial []string
 	for i := 0; i < n; i++ {
 		m := &Member{
 			Name:       fmt.Sprintf("m%d", i),
+			Host:       "127.0.0.1",
 			ClientPort: ports[2*i],
 			PeerPort:   ports[2*i+1],
 		}
+		if c.netns != nil {
+			m.Host, m.Netns = c.netns.ips[i], c.netns.ns[i]
+		}
 		m.DataDir = filepath.Join(dir, m.Name+".data")
 		m.LogPath = filepath.Join(dir, m.Name+".log")
-		m.ClientURL = "http://127.0.0.1:" + strconv.Itoa(m.ClientPort)
-		m.PeerURL = "http://127.0.0.1:" + strconv.Itoa(m.PeerPort)
+		m.ClientURL = "http://" + m.Host + ":" + strconv.Itoa(m.ClientPort)
+		m.PeerURL = "http://" + m.Host + ":" + strconv.Itoa(m.PeerPort)
 		initial = append(initial, m.Name+"="+m.PeerURL)
 		c.Members = append(c.Members, m)
 	}
 	for _, m := range c.Members {
-		m.argv = append([]string{}, cfg.wrapper...)
+		m.argv = nil
+		if m.Netns != "" {
+			m.argv = append(m.argv, "ip", "netns", "exec", m.Netns)
+		}
+		m.argv = append(m.argv, cfg.wrapper...)
 		if cfg.memberWrapper != nil {
 			m.argv = append(m.argv, cfg.memberWrapper(m)...)
 		}

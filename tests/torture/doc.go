@@ -3,7 +3,9 @@
 // lease, deletes, compare-and-swap txns, multi-key txns, lease grants and
 // revokes) and record every call and return, while a nemesis injects one
 // kind of fault for real (SIGKILL of one member, of the leader, of every
-// member; SIGSTOP of the leader or of a follower). Afterwards the history
+// member; SIGSTOP of the leader or of a follower; network partitions,
+// flapping links and packet loss between members; Raft messages delayed,
+// reordered and dropped inside edgekv). Afterwards the history
 // is checked with porcupine against a model of etcd's semantics that
 // includes revisions (model.go), and every member must reach the same
 // HashKV at the last revision.
@@ -18,6 +20,17 @@
 // runs a deliberately broken build (build tag edgekv_unsafe_local_reads:
 // linearizable reads served locally) with a follower paused now and then,
 // and must see the checker report a violation.
+//
+// The network scenarios (partition-leader, partition-half,
+// partition-bridge, flapping, packet-loss) start the members in network
+// namespaces of their own behind a bridge (framework.WithNetns) and cut
+// or thin out the links between them with iptables rules inside the
+// namespaces; the clients, in the test's namespace, still reach every
+// member. They need root, ip and iptables, and skip without them (fail
+// under CI). delay-reorder runs edgekv built with the tag edgekv_faults,
+// whose transport delays each outgoing Raft message by 1-30 ms and drops
+// 3% (transport.Faults, EDGEKV_FAULT_DELAY), toggled by SIGUSR1; etcd
+// skips it.
 //
 // `go test ./torture` (part of make test) runs each scenario for 6 s;
 // `make torture DURATION=60s SEED=7` runs longer and prints the results

@@ -4,6 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +20,16 @@ import (
 // the next one and when ctx ends: the cluster is whole again afterwards.
 type nemesis struct {
 	name string
+	// netns: the members run in network namespaces of their own
+	// (framework.WithNetns), whose links the nemesis cuts or makes
+	// lossy; the scenario is skipped where namespaces are not available
+	// (not root, no ip or iptables), except under CI.
+	netns bool
+	// faultDelay, if set: the members are edgekv built with the tag
+	// edgekv_faults (transport.Faults delays, reorders and drops every
+	// outgoing Raft message) and run with EDGEKV_FAULT_DELAY set to it;
+	// servers without such a build skip the scenario.
+	faultDelay string
 	// run injects faults until ctx ends; it returns how many fired.
 	run func(ctx context.Context, t testing.TB, c *framework.Cluster, rng *rand.Rand) int
 }
@@ -31,17 +45,17 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 var nemeses = []nemesis{
-	{"none", func(ctx context.Context, _ testing.TB, _ *framework.Cluster, _ *rand.Rand) int {
+	{name: "none", run: func(ctx context.Context, _ testing.TB, _ *framework.Cluster, _ *rand.Rand) int {
 		<-ctx.Done()
 		return 0
 	}},
-	{"kill-one", killOneEvery(func(_ testing.TB, c *framework.Cluster, rng *rand.Rand) int {
+	{name: "kill-one", run: killOneEvery(func(_ testing.TB, c *framework.Cluster, rng *rand.Rand) int {
 		return rng.IntN(len(c.Members))
 	})},
-	{"kill-leader", killOneEvery(func(t testing.TB, c *framework.Cluster, _ *rand.Rand) int {
+	{name: "kill-leader", run: killOneEvery(func(t testing.TB, c *framework.Cluster, _ *rand.Rand) int {
 		return c.Leader(t)
 	})},
-	{"kill-all", func(ctx context.Context, t testing.TB, c *framework.Cluster, _ *rand.Rand) int {
+	{name: "kill-all", run: func(ctx context.Context, t testing.TB, c *framework.Cluster, _ *rand.Rand) int {
 		n := 0
 		for sleep(ctx, 1500*time.Millisecond) {
 			c.KillAll()
@@ -54,7 +68,7 @@ var nemeses = []nemesis{
 		}
 		return n
 	}},
-	{"pause-leader", func(ctx context.Context, t testing.TB, c *framework.Cluster, _ *rand.Rand) int {
+	{name: "pause-leader", run: func(ctx context.Context, t testing.TB, c *framework.Cluster, _ *rand.Rand) int {
 		n := 0
 		for sleep(ctx, 800*time.Millisecond) {
 			pause(ctx, t, c, c.Leader(t), 2*time.Second)
@@ -63,7 +77,7 @@ var nemeses = []nemesis{
 		}
 		return n
 	}},
-	{"pause-follower", func(ctx context.Context, t testing.TB, c *framework.Cluster, rng *rand.Rand) int {
+	{name: "pause-follower", run: func(ctx context.Context, t testing.TB, c *framework.Cluster, rng *rand.Rand) int {
 		n := 0
 		for sleep(ctx, 800*time.Millisecond) {
 			l := c.Leader(t)
@@ -74,7 +88,154 @@ var nemeses = []nemesis{
 		}
 		return n
 	}},
+	// The network faults below run the members in network namespaces and
+	// drop peer packets with iptables inside them; the test's clients
+	// still reach every member (one bound to a cut-off member sees its
+	// operations time out: unknown outcomes).
+	{name: "partition-leader", netns: true, run: cutEvery(func(t testing.TB, c *framework.Cluster, _ *rand.Rand) {
+		c.Isolate(c.Leader(t))
+	})},
+	{name: "partition-half", netns: true, run: cutEvery(func(_ testing.TB, c *framework.Cluster, rng *rand.Rand) {
+		// With 3 members a 1 | 2 split; with more, a random minority.
+		side := rng.Perm(len(c.Members))[:1+rng.IntN((len(c.Members)-1)/2)]
+		c.Partition(side...)
+	})},
+	{name: "partition-bridge", netns: true, run: cutEvery(func(t testing.TB, c *framework.Cluster, rng *rand.Rand) {
+		// The leader loses one follower, which still hears the other:
+		// that one is the bridge. (A cut between two followers changes
+		// nothing while the leader lives.)
+		l := c.Leader(t)
+		c.Cut(l, (l+1+rng.IntN(len(c.Members)-1))%len(c.Members))
+	})},
+	{name: "flapping", netns: true, run: func(ctx context.Context, t testing.TB, c *framework.Cluster, rng *rand.Rand) int {
+		// Every 100-500 ms a random link flips: cut if it was up, healed
+		// if it was cut. Several links may be down at once, so members
+		// are isolated and bridged now and then.
+		n, m := 0, len(c.Members)
+		for sleep(ctx, between(rng, 100*time.Millisecond, 500*time.Millisecond)) {
+			i := rng.IntN(m)
+			j := (i + 1 + rng.IntN(m-1)) % m
+			if slices.Contains(c.CutLinks(), [2]int{min(i, j), max(i, j)}) {
+				c.Heal(i, j)
+			} else {
+				c.Cut(i, j)
+				n++
+			}
+		}
+		c.HealAll()
+		c.WaitReady(t)
+		return n
+	}},
+	{name: "packet-loss", netns: true, run: func(ctx context.Context, t testing.TB, c *framework.Cluster, rng *rand.Rand) int {
+		// Every member drops 20-40% of the packets from the other
+		// members for 1-2 s, a new level each time, with 0.5 s without
+		// loss in between (etcd, on TCP, hardly serves anything while
+		// the loss lasts).
+		n := 0
+		for sleep(ctx, 500*time.Millisecond) {
+			c.SetPeerLoss(0.2 + 0.2*rng.Float64())
+			n++
+			sleep(ctx, between(rng, time.Second, 2*time.Second))
+			c.SetPeerLoss(0)
+		}
+		c.HealAll()
+		c.WaitReady(t)
+		return n
+	}},
+	// edgekv's own fault injection (transport.Faults): every outgoing
+	// Raft message delayed by 1-30 ms, so that they overtake each other,
+	// and 3% dropped; on for 1-3 s, off for 0.5-1 s (SIGUSR1 toggles it),
+	// off at the end. Its faults are the messages delayed or dropped.
+	{name: "delay-reorder", faultDelay: "1ms-30ms,drop=0.03", run: func(ctx context.Context, t testing.TB, c *framework.Cluster, rng *rand.Rand) int {
+		on := true
+		for {
+			hold := between(rng, time.Second, 3*time.Second)
+			if !on {
+				hold = between(rng, 500*time.Millisecond, time.Second)
+			}
+			if !sleep(ctx, hold) {
+				break
+			}
+			toggleFaults(t, c)
+			on = !on
+		}
+		if on {
+			toggleFaults(t, c)
+		}
+		time.Sleep(1100 * time.Millisecond) // the members log their counts every second
+		// Delayed, dropped, passed on untouched.
+		var sum [3]uint64
+		for _, m := range c.Members {
+			n, ok := faultCounts(m.LogPath)
+			if !ok {
+				t.Fatalf("%s logged no fault injection counts: not a build with the tag edgekv_faults, or EDGEKV_FAULT_DELAY not set?", m.Name)
+			}
+			for k := range sum {
+				sum[k] += n[k]
+			}
+		}
+		t.Logf("delay-reorder: the members delayed %d Raft messages, dropped %d, passed %d on untouched while off", sum[0], sum[1], sum[2])
+		return int(sum[0] + sum[1])
+	}},
 }
+
+// toggleFaults turns the fault injection of every member off if it was on,
+// on if it was off (SIGUSR1 to a build with the tag edgekv_faults; it
+// would kill any other).
+func toggleFaults(t testing.TB, c *framework.Cluster) {
+	t.Helper()
+	for _, m := range c.Members {
+		pid, err := m.ServerPID()
+		if err == nil {
+			err = syscall.Kill(pid, syscall.SIGUSR1)
+		}
+		if err != nil {
+			t.Fatalf("toggling the faults of %s: %v", m.Name, err)
+		}
+	}
+}
+
+// between returns a random duration in [lo, hi).
+func between(rng *rand.Rand, lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(rng.Int64N(int64(hi-lo)))
+}
+
+// cutEvery cuts links as cut decides, holds the cut 2-3 s, heals every
+// link and waits for the cluster, over and over; it counts the cuts.
+func cutEvery(cut func(t testing.TB, c *framework.Cluster, rng *rand.Rand)) func(context.Context, testing.TB, *framework.Cluster, *rand.Rand) int {
+	return func(ctx context.Context, t testing.TB, c *framework.Cluster, rng *rand.Rand) int {
+		n := 0
+		for sleep(ctx, 800*time.Millisecond) {
+			cut(t, c, rng)
+			n++
+			sleep(ctx, between(rng, 2*time.Second, 3*time.Second))
+			c.HealAll()
+			healed := time.Now()
+			c.WaitReady(t)
+			t.Logf("every member served a linearizable read %v after the heal", time.Since(healed).Round(time.Millisecond))
+		}
+		return n
+	}
+}
+
+// faultCounts returns the last counts of delayed, dropped and passed
+// messages that a member built with edgekv_faults logged
+// (cmd/edgekv/faults_on.go).
+func faultCounts(logPath string) (counts [3]uint64, ok bool) {
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		return counts, false
+	}
+	for _, m := range faultCountsLine.FindAllStringSubmatch(string(data), -1) {
+		for k := range counts {
+			counts[k], _ = strconv.ParseUint(m[k+1], 10, 64) // \d+ parses
+		}
+		ok = true
+	}
+	return counts, ok
+}
+
+var faultCountsLine = regexp.MustCompile(`msg="fault injection" delayed=(\d+) dropped=(\d+) passed=(\d+)`)
 
 // killOneEvery SIGKILLs the member victim picks, restarts it a second
 // later, and waits for the cluster, over and over.

@@ -24,7 +24,9 @@ import (
 //	TORTURE_SEED       seed of the workload and the nemesis (default 1)
 //	TORTURE_SCENARIOS  comma-separated nemesis names (default: all but notByDefault)
 //	TORTURE_RESULTS    file the results table is appended to
-//	TORTURE_OUT        directory for the visualisation of a failed check
+//	TORTURE_OUT        directory for the visualisation of a failed check and
+//	                   the member logs of a failed scenario (default
+//	                   tests/.cache/torture)
 func params(t *testing.T) (dur time.Duration, seed uint64, names []string) {
 	t.Helper()
 	dur = 6 * time.Second
@@ -63,6 +65,9 @@ func params(t *testing.T) (dur time.Duration, seed uint64, names []string) {
 // understood it runs in make torture, where a violation leaves its
 // visualisation and the end of the longest linearizable prefix.
 var notByDefault = map[string]bool{"kill-all": true}
+
+// netnsPrefix names the network namespaces of the network scenarios.
+const netnsPrefix = "ekvt"
 
 // clientsPerMember issue operations through each member.
 const clientsPerMember = 2
@@ -149,7 +154,24 @@ const (
 func runScenario(t *testing.T, server, bin string, nem nemesis, dur time.Duration, seed uint64) result {
 	t.Helper()
 	began := time.Now()
-	c := framework.StartCluster(t, bin, 3)
+	var opts []framework.Option
+	if nem.netns {
+		opts = append(opts, framework.WithNetns(netnsPrefix))
+	}
+	if nem.faultDelay != "" {
+		if server != "edgekv" {
+			t.Skipf("%s: %s has no build with edgekv's fault-injecting transport", nem.name, server)
+		}
+		bin = framework.BuildEdgekvTagged(t, "edgekv_faults")
+		opts = append(opts, framework.WithEnv("EDGEKV_FAULT_DELAY="+nem.faultDelay))
+	}
+	c := framework.StartCluster(t, bin, 3, opts...)
+	out := outStem(t, server, nem.name, seed)
+	t.Cleanup(func() { // before the members' data dirs and logs go
+		if t.Failed() {
+			saveLogs(t, c, out)
+		}
+	})
 	rec := newRecorder()
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
@@ -184,12 +206,8 @@ func runScenario(t *testing.T, server, bin string, nem nemesis, dur time.Duratio
 		res.verdict = verdictOK
 	case porcupine.Illegal:
 		res.verdict = verdictViolation
-		dir := os.Getenv("TORTURE_OUT")
-		if dir == "" {
-			dir = filepath.Join(framework.CacheDir(t), "torture")
-		}
-		path := filepath.Join(dir, fmt.Sprintf("%s-%s-%d-%d.html", server, nem.name, seed, time.Now().Unix()))
-		if err := os.MkdirAll(dir, 0o755); err == nil && porcupine.VisualizePath(kvModel, info, path) == nil {
+		path := out + ".html"
+		if err := porcupine.VisualizePath(kvModel, info, path); err == nil {
 			t.Logf("%s/%s: the history is not linearizable; see %s", server, nem.name, path)
 		}
 		logLongestPrefix(t, info)
@@ -201,6 +219,34 @@ func runScenario(t *testing.T, server, bin string, nem nemesis, dur time.Duratio
 	}
 	res.scenarioOf = time.Since(began)
 	return res
+}
+
+// outStem is where a failed scenario's files go: TORTURE_OUT (default
+// tests/.cache/torture) and a name saying what failed, which files extend.
+func outStem(t *testing.T, server, scenario string, seed uint64) string {
+	t.Helper()
+	dir := os.Getenv("TORTURE_OUT")
+	if dir == "" {
+		dir = filepath.Join(framework.TestsDir(t), ".cache", "torture")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("TORTURE_OUT: %v", err)
+	}
+	return filepath.Join(dir, fmt.Sprintf("%s-%s-%d-%d", server, scenario, seed, time.Now().Unix()))
+}
+
+// saveLogs copies every member's log to out-<member>.log.
+func saveLogs(t *testing.T, c *framework.Cluster, out string) {
+	for _, m := range c.Members {
+		data, err := os.ReadFile(m.LogPath)
+		if err == nil {
+			err = os.WriteFile(out+"-"+m.Name+".log", data, 0o644)
+		}
+		if err != nil {
+			t.Logf("saving the log of %s: %v", m.Name, err)
+		}
+	}
+	t.Logf("member logs saved as %s-m*.log", out)
 }
 
 // converge waits until every member has applied the last revision and
