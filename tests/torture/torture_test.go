@@ -22,7 +22,7 @@ import (
 //
 //	TORTURE_DURATION   load per scenario (default 6s)
 //	TORTURE_SEED       seed of the workload and the nemesis (default 1)
-//	TORTURE_SCENARIOS  comma-separated nemesis names (default: all but notByDefault)
+//	TORTURE_SCENARIOS  comma-separated nemesis names (default: all)
 //	TORTURE_RESULTS    file the results table is appended to
 //	TORTURE_OUT        directory for the visualisation of a failed check and
 //	                   the member logs of a failed scenario (default
@@ -49,22 +49,11 @@ func params(t *testing.T) (dur time.Duration, seed uint64, names []string) {
 		names = strings.Split(v, ",")
 	} else {
 		for _, n := range nemeses {
-			if !notByDefault[n.name] {
-				names = append(names, n.name)
-			}
+			names = append(names, n.name)
 		}
 	}
 	return dur, seed, names
 }
-
-// notByDefault are the scenarios `go test ./torture` (and so CI) leaves
-// out unless TORTURE_SCENARIOS names them; make torture runs them all.
-// kill-all: one run of about ten (2026-12-01, before the history
-// resolution and the diagnostics below existed) was reported not
-// linearizable and could not be reproduced in eight more; until it is
-// understood it runs in make torture, where a violation leaves its
-// visualisation and the end of the longest linearizable prefix.
-var notByDefault = map[string]bool{"kill-all": true}
 
 // netnsPrefix names the network namespaces of the network scenarios.
 const netnsPrefix = "ekvt"
