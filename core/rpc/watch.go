@@ -309,16 +309,7 @@ func (sws *watchStream) sendLoop() error {
 				pending[r.WatchID] = append(pending[r.WatchID], wr)
 				continue
 			}
-			sws.mu.Lock()
-			fragment := sws.fragment[r.WatchID]
-			sws.mu.Unlock()
-			var err error
-			if fragment {
-				err = sendFragments(wr, sws.srv.maxResponseBytes, sws.grpc.Send)
-			} else {
-				err = sws.grpc.Send(wr)
-			}
-			if err != nil {
+			if err := sws.send(wr); err != nil {
 				return err
 			}
 		case c, ok := <-sws.ctrl:
@@ -336,7 +327,7 @@ func (sws *watchStream) sendLoop() error {
 			if c.Created {
 				announced[c.WatchId] = true
 				for _, wr := range pending[c.WatchId] {
-					if err := sws.grpc.Send(wr); err != nil {
+					if err := sws.send(wr); err != nil {
 						return err
 					}
 				}
@@ -346,6 +337,17 @@ func (sws *watchStream) sendLoop() error {
 			return nil
 		}
 	}
+}
+
+// send sends a hub response, in fragments if its watcher asked for them.
+func (sws *watchStream) send(wr *pb.WatchResponse) error {
+	sws.mu.Lock()
+	fragment := sws.fragment[wr.WatchId]
+	sws.mu.Unlock()
+	if fragment {
+		return sendFragments(wr, sws.srv.maxResponseBytes, sws.grpc.Send)
+	}
+	return sws.grpc.Send(wr)
 }
 
 // sendFragments sends wr, split into responses of at most maxBytes (each
