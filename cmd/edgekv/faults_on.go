@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/edgekv/edgekv/core/server"
+	"github.com/edgekv/edgekv/persist/fsx"
+	"github.com/edgekv/edgekv/persist/wal"
 	"github.com/edgekv/edgekv/transport"
 )
 
@@ -22,8 +25,8 @@ import (
 // describes, e.g. EDGEKV_FAULT_DELAY=5ms-40ms,drop=0.05. SIGUSR1 turns the
 // faults off and on again (they start on). This file exists
 // only with the build tag edgekv_faults (the torture suite's delay-reorder
-// scenario builds such a binary); every other build ignores the variable
-// and has none of this code (faults_off.go).
+// and disk-fault scenarios build such a binary); every other build ignores
+// the variable and has none of this code (faults_off.go).
 const faultEnv = "EDGEKV_FAULT_DELAY"
 
 // faultStatsEvery is how often the counts of delayed and dropped messages
@@ -99,4 +102,47 @@ func (t *faultyTransport) logStats() {
 func (t *faultyTransport) logNow() {
 	st := t.f.Stats()
 	t.lg.Info("fault injection", "delayed", st.Delayed, "dropped", st.Dropped, "passed", st.Passed, "active", t.f.Active())
+}
+
+// diskFaultEnv, set to 1, puts the write-ahead log on an fsx.FaultFS over
+// its file system: it works normally until SIGUSR2, after which every
+// fdatasync, fsync and directory sync of the WAL fails with EIO, for good.
+// The member must then stop (fail-stop: core/server's Fatal), never go on
+// with a write that did not reach the disk; the torture suite's
+// disk-fault scenario checks that it does. Like faultEnv, it exists only
+// with the build tag edgekv_faults.
+const diskFaultEnv = "EDGEKV_FAULT_DISK"
+
+// withDiskFaults returns o with its file system wrapped in an
+// fsx.FaultFS if diskFaultEnv is 1, and fails the syncs on SIGUSR2 until
+// ctx ends.
+func withDiskFaults(ctx context.Context, o wal.Options, lg *slog.Logger) (wal.Options, error) {
+	switch v := os.Getenv(diskFaultEnv); v {
+	case "", "0":
+		return o, nil
+	case "1":
+	default:
+		return o, fmt.Errorf("%s=%q: want 1 (on) or 0 (off)", diskFaultEnv, v)
+	}
+	if o.FS == nil {
+		o.FS = fsx.OS{}
+	}
+	faults := fsx.NewFaultFS(o.FS)
+	o.FS = faults
+	lg.Warn("FAULT INJECTION: the write-ahead log's syncs will fail with EIO on SIGUSR2 (test build)", "env", diskFaultEnv+"=1")
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	go func() {
+		defer signal.Stop(usr2)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-usr2:
+				faults.FailSyncs(syscall.EIO)
+				lg.Warn("FAULT INJECTION: every sync of the write-ahead log fails with EIO from now on (SIGUSR2)")
+			}
+		}
+	}()
+	return o, nil
 }

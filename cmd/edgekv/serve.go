@@ -206,6 +206,10 @@ func serve(ctx context.Context, f *flags, stderr io.Writer) error {
 		listeners = append(listeners, l)
 	}
 
+	walOpts, err := withDiskFaults(ctx, wal.Options{SegmentSize: f.walSegmentSize, MaxWALs: keepAll(f.maxWALs)}, lg) // faults_on.go: test builds only
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(server.Config{
 		Name:                        f.name,
 		DataDir:                     f.dataDir,
@@ -222,7 +226,7 @@ func serve(ctx context.Context, f *flags, stderr io.Writer) error {
 		SnapshotCount:               f.snapshotCount,
 		SnapshotCatchUpEntries:      f.snapshotCatchUpEntries,
 		MaxSnapshots:                keepAll(f.maxSnapshots),
-		WAL:                         wal.Options{SegmentSize: f.walSegmentSize, MaxWALs: keepAll(f.maxWALs)},
+		WAL:                         walOpts,
 		Backend:                     mvcc.Options{BatchInterval: f.backendBatchInterval, BatchLimit: f.backendBatchLimit},
 		LeaseCheckpointInterval:     f.leaseCheckpointInterval,
 		WatchProgressNotifyInterval: f.watchProgressInterval,

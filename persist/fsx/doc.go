@@ -1,7 +1,8 @@
 // Package fsx is the small file-system interface that everything under
 // persist/ writes through, so that durability can be tested: OS is the real
 // file system (Linux system calls), CrashFS an in-memory one that simulates
-// power loss.
+// power loss, and FaultFS a wrapper of any FS whose syncs (and writes) fail
+// when a test says so.
 //
 // # Contract
 //
@@ -63,4 +64,21 @@
 //
 // FailSync and FailWrite make the n-th sync or write fail with a given
 // error, to prove that callers stop.
+//
+// # FaultFS
+//
+// FaultFS wraps any FS (the real one, in a running member) and passes every
+// call through until FailSyncs(err): from then on every Datasync, Sync and
+// SyncDir returns err (e.g. syscall.EIO) in an *fs.PathError naming the
+// file, without reaching the wrapped file system; FailWrites does the same
+// for Write and WriteAt, which then write nothing. Nil heals either. It
+// implements DirectFS by opening through the wrapped file system's
+// OpenDirect and wrapping the File it returns (ErrDirectUnsupported if the
+// wrapped one has no direct I/O), so a WAL over FaultFS over OS still
+// writes with O_DIRECT, and its direct files fail the same way. It does
+// not model the page cache dropping what a failed sync covered; nothing
+// may go on after the first error anyway. edgekv built with the tag
+// edgekv_faults puts its WAL on one with EDGEKV_FAULT_DISK=1 and fails
+// every sync with EIO on SIGUSR2 (cmd/edgekv/faults_on.go), for the
+// torture suite's disk-fault scenario.
 package fsx

@@ -5,7 +5,8 @@
 // kind of fault for real (SIGKILL of one member, of the leader, of every
 // member; SIGSTOP of the leader or of a follower; network partitions,
 // flapping links and packet loss between members; Raft messages delayed,
-// reordered and dropped inside edgekv). Afterwards the history
+// reordered and dropped inside edgekv; a member's WAL syncs failing with
+// EIO). Afterwards the history
 // is checked with porcupine against a model of etcd's semantics that
 // includes revisions (model.go), and every member must reach the same
 // HashKV at the last revision.
@@ -30,7 +31,12 @@
 // under CI). delay-reorder runs edgekv built with the tag edgekv_faults,
 // whose transport delays each outgoing Raft message by 1-30 ms and drops
 // 3% (transport.Faults, EDGEKV_FAULT_DELAY), toggled by SIGUSR1; etcd
-// skips it.
+// skips it. disk-fault runs the same build with EDGEKV_FAULT_DISK=1, which
+// puts each member's WAL on an fsx.FaultFS; SIGUSR2 to the leader or to a
+// follower, in turn, makes every later sync of its WAL fail with EIO, and
+// the member must exit on its own (fail-stop, status 1, core/server's
+// fatal line in its log) within 10 s, or the scenario fails ("member went
+// on after a failed fsync"); it is then restarted. etcd skips it too.
 //
 // `go test ./torture` (part of make test) runs each scenario for 6 s;
 // `make torture DURATION=60s SEED=7` runs longer and prints the results

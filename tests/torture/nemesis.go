@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -25,11 +26,14 @@ type nemesis struct {
 	// lossy; the scenario is skipped where namespaces are not available
 	// (not root, no ip or iptables), except under CI.
 	netns bool
-	// faultDelay, if set: the members are edgekv built with the tag
-	// edgekv_faults (transport.Faults delays, reorders and drops every
-	// outgoing Raft message) and run with EDGEKV_FAULT_DELAY set to it;
-	// servers without such a build skip the scenario.
-	faultDelay string
+	// faultEnv, if set: the members are edgekv built with the tag
+	// edgekv_faults (cmd/edgekv/faults_on.go) and run with these
+	// environment variables ("NAME=value"): EDGEKV_FAULT_DELAY makes
+	// transport.Faults delay, reorder and drop every outgoing Raft
+	// message, EDGEKV_FAULT_DISK puts the WAL on an fsx.FaultFS whose
+	// syncs fail after SIGUSR2. Servers without such a build skip the
+	// scenario.
+	faultEnv []string
 	// run injects faults until ctx ends; it returns how many fired.
 	run func(ctx context.Context, t testing.TB, c *framework.Cluster, rng *rand.Rand) int
 }
@@ -146,7 +150,7 @@ var nemeses = []nemesis{
 	// Raft message delayed by 1-30 ms, so that they overtake each other,
 	// and 3% dropped; on for 1-3 s, off for 0.5-1 s (SIGUSR1 toggles it),
 	// off at the end. Its faults are the messages delayed or dropped.
-	{name: "delay-reorder", faultDelay: "1ms-30ms,drop=0.03", run: func(ctx context.Context, t testing.TB, c *framework.Cluster, rng *rand.Rand) int {
+	{name: "delay-reorder", faultEnv: []string{"EDGEKV_FAULT_DELAY=1ms-30ms,drop=0.03"}, run: func(ctx context.Context, t testing.TB, c *framework.Cluster, rng *rand.Rand) int {
 		on := true
 		for {
 			hold := between(rng, time.Second, 3*time.Second)
@@ -177,7 +181,85 @@ var nemeses = []nemesis{
 		t.Logf("delay-reorder: the members delayed %d Raft messages, dropped %d, passed %d on untouched while off", sum[0], sum[1], sum[2])
 		return int(sum[0] + sum[1])
 	}},
+	// A failing disk: every 1.5-2.5 s, the leader and a follower in
+	// turn get SIGUSR2, after which every sync of their WAL fails with
+	// EIO (fsx.FaultFS, EDGEKV_FAULT_DISK=1 in a build with the tag
+	// edgekv_faults). The member must stop on its own (fail-stop) with
+	// the fatal line in its log; it is restarted, healthy (the variable
+	// alone fails nothing), and the cluster waited for. Its faults are
+	// the members stopped that way.
+	{name: "disk-fault", faultEnv: []string{"EDGEKV_FAULT_DISK=1"}, run: func(ctx context.Context, t testing.TB, c *framework.Cluster, rng *rand.Rand) int {
+		n := 0
+		for sleep(ctx, between(rng, 1500*time.Millisecond, 2500*time.Millisecond)) {
+			// The member fails at its next sync, which needs writes:
+			// leave the workload time to send some.
+			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < time.Second {
+				break
+			}
+			i, role := c.Leader(t), "leader"
+			if n%2 == 1 {
+				i, role = (i+1+rng.IntN(len(c.Members)-1))%len(c.Members), "follower"
+			}
+			failDisk(t, c, i, role)
+			n++
+			c.Restart(i)
+			c.WaitReady(t)
+		}
+		return n
+	}},
 }
+
+// diskFaultExit bounds how long a member may go on after its WAL's syncs
+// start failing; with the workload running it syncs within milliseconds.
+const diskFaultExit = 10 * time.Second
+
+// failDisk makes every WAL sync of member i fail (SIGUSR2 to a build with
+// the tag edgekv_faults run with EDGEKV_FAULT_DISK=1) and requires that it
+// exits on its own within diskFaultExit, with status 1 and core/server's
+// fatal line, naming the EIO, in its log.
+func failDisk(t testing.TB, c *framework.Cluster, i int, role string) {
+	t.Helper()
+	m := c.Members[i]
+	logStart := int64(0)
+	if fi, err := os.Stat(m.LogPath); err == nil {
+		logStart = fi.Size()
+	}
+	pid, err := m.ServerPID()
+	if err == nil {
+		err = syscall.Kill(pid, syscall.SIGUSR2)
+	}
+	if err != nil {
+		t.Fatalf("failing the disk of %s: %v", m.Name, err)
+	}
+	sent := time.Now()
+	for c.Running(i) {
+		if time.Since(sent) > diskFaultExit {
+			t.Fatalf("member went on after a failed fsync: %s (%s) still running %v after its WAL's syncs started failing (log: %s)", m.Name, role, diskFaultExit, m.LogPath)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	took := time.Since(sent)
+	data, err := os.ReadFile(m.LogPath)
+	if err != nil {
+		t.Fatalf("log of %s: %v", m.Name, err)
+	}
+	logged := string(data[min(logStart, int64(len(data))):])
+	for _, want := range []string{diskFaultOn, diskFaultFatal, diskFaultEIO, diskFaultExitLine} {
+		if !strings.Contains(logged, want) {
+			t.Fatalf("%s (%s) stopped %v after SIGUSR2 but its log lacks %q: not a build with the tag edgekv_faults, EDGEKV_FAULT_DISK not set, or not a fail-stop (log: %s)", m.Name, role, took.Round(time.Millisecond), want, m.LogPath)
+		}
+	}
+	t.Logf("disk-fault: %s (%s) stopped on its own %v after its WAL's syncs started failing", m.Name, role, took.Round(time.Millisecond))
+}
+
+// What a member logs when its disk fails (cmd/edgekv/faults_on.go,
+// core/server.Config.Fatal) and what the framework logs when it exits.
+const (
+	diskFaultOn       = "every sync of the write-ahead log fails with EIO from now on"
+	diskFaultFatal    = `msg="fatal error; stopping the member so that no write is lost silently"`
+	diskFaultEIO      = "input/output error" // EIO, in the fatal line's err
+	diskFaultExitLine = "exit: exit status 1"
+)
 
 // toggleFaults turns the fault injection of every member off if it was on,
 // on if it was off (SIGUSR1 to a build with the tag edgekv_faults; it

@@ -147,12 +147,12 @@ func runScenario(t *testing.T, server, bin string, nem nemesis, dur time.Duratio
 	if nem.netns {
 		opts = append(opts, framework.WithNetns(netnsPrefix))
 	}
-	if nem.faultDelay != "" {
+	if len(nem.faultEnv) > 0 {
 		if server != "edgekv" {
-			t.Skipf("%s: %s has no build with edgekv's fault-injecting transport", nem.name, server)
+			t.Skipf("%s: %s has no build with edgekv's fault injection", nem.name, server)
 		}
 		bin = framework.BuildEdgekvTagged(t, "edgekv_faults")
-		opts = append(opts, framework.WithEnv("EDGEKV_FAULT_DELAY="+nem.faultDelay))
+		opts = append(opts, framework.WithEnv(nem.faultEnv...))
 	}
 	c := framework.StartCluster(t, bin, 3, opts...)
 	out := outStem(t, server, nem.name, seed)
