@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -303,28 +302,7 @@ func phaseDisk(ctx context.Context, t testing.TB, e env, rd *round) {
 	for i := range pids {
 		d.writeBytes += after[i].Sub(before[i]).WriteBytes
 	}
-	// SIGKILL the servers (not strace, which then writes out its log and
-	// exits), so that shutdown syncs are not counted.
-	for i, pid := range pids {
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatalf("kill %s (pid %d): %v", c.Members[i].Name, pid, err)
-		}
-	}
-	deadline := time.Now().Add(framework.DefaultStopTimeout)
-	for i, m := range c.Members {
-		for c.Running(i) {
-			if time.Now().After(deadline) {
-				t.Fatalf("strace of %s did not exit within %v of its server", m.Name, framework.DefaultStopTimeout)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		counts, err := strace.CountSyncs(m.DataDir+".strace", start, end)
-		if err != nil {
-			t.Fatalf("%s: %v", m.Name, err)
-		}
-		d.syncs += float64(counts["fsync"] + counts["fdatasync"])
-		d.syncFileRange += float64(counts["sync_file_range"])
-	}
+	d.syncs, d.syncFileRange = strace.KillAndCount(t, c, pids, start, end)
 	t.Logf("disk: %d puts, %d bytes written, %.0f syncs, summed over the members", d.puts, d.writeBytes, d.syncs)
 	rd.disk = d
 }

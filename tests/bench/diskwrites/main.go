@@ -40,7 +40,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -241,29 +240,8 @@ func measure(ctx context.Context, t testing.TB, binary string, o options, strace
 		return res
 	}
 
-	// SIGKILL the servers (not strace, which then writes out its log and
-	// exits), so that shutdown syncs are not counted either way.
-	for i, pid := range pids {
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatalf("kill %s (pid %d): %v", c.Members[i].Name, pid, err)
-		}
-	}
-	deadline := time.Now().Add(framework.DefaultStopTimeout)
-	for i, m := range c.Members {
-		for c.Running(i) {
-			if time.Now().After(deadline) {
-				t.Fatalf("strace of %s did not exit within %v of its server", m.Name, framework.DefaultStopTimeout)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		counts, err := strace.CountSyncs(m.DataDir+".strace", start, end)
-		if err != nil {
-			t.Fatalf("%s: %v", m.Name, err)
-		}
-		t.Logf("%s: %v in the window", m.Name, counts)
-		res.syncs += float64(counts["fsync"] + counts["fdatasync"])
-		res.syncFileRange += float64(counts["sync_file_range"])
-	}
+	// Shutdown syncs are not counted either way.
+	res.syncs, res.syncFileRange = strace.KillAndCount(t, c, pids, start, end)
 	return res
 }
 

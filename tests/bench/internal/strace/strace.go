@@ -12,7 +12,11 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
+	"testing"
 	"time"
+
+	"github.com/edgekv/edgekv/tests/framework"
 )
 
 // SyncCalls are the system calls counted as syncs.
@@ -90,4 +94,35 @@ func CountSyncs(path string, start, end time.Time) (map[string]int, error) {
 func cutField(s string) (field, rest string) {
 	field, rest, _ = strings.Cut(strings.TrimLeft(s, " "), " ")
 	return field, strings.TrimLeft(rest, " ")
+}
+
+// KillAndCount SIGKILLs the servers pids of c's members, which run under
+// strace writing <data dir>.strace (CountArgs), so that no shutdown sync is
+// counted; waits for each strace to write out its log and exit; and returns
+// the fsync and fdatasync calls, and the sync_file_range calls, that the
+// members entered between start and end, summed.
+func KillAndCount(t testing.TB, c *framework.Cluster, pids []int, start, end time.Time) (syncs, syncFileRange float64) {
+	t.Helper()
+	for i, pid := range pids {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill %s (pid %d): %v", c.Members[i].Name, pid, err)
+		}
+	}
+	deadline := time.Now().Add(framework.DefaultStopTimeout)
+	for i, m := range c.Members {
+		for c.Running(i) {
+			if time.Now().After(deadline) {
+				t.Fatalf("strace of %s did not exit within %v of its server", m.Name, framework.DefaultStopTimeout)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		counts, err := CountSyncs(m.DataDir+".strace", start, end)
+		if err != nil {
+			t.Fatalf("%s: %v", m.Name, err)
+		}
+		t.Logf("%s: %v in the window", m.Name, counts)
+		syncs += float64(counts["fsync"] + counts["fdatasync"])
+		syncFileRange += float64(counts["sync_file_range"])
+	}
+	return syncs, syncFileRange
 }
