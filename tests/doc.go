@@ -10,6 +10,12 @@
 //   - e2e: the tests. Each runs the same body against edgekv and against real
 //     etcd (subtests "edgekv" and "etcd"); a passing etcd subtest shows the
 //     test checks something real.
+//   - torture: linearizability and watch guarantees of a 3-member cluster
+//     under one kind of fault per scenario (kills, pauses, partitions,
+//     packet loss, delayed Raft messages, failing disks).
+//   - internal/watchcheck: watchers that record a watch stream under
+//     faults, and the checks of those streams against the committed
+//     history, shared by e2e and torture.
 //   - bench: programs that measure edgekv against real etcd on the same
 //     machine and print the ratios (go run ./bench/diskwrites).
 //   - tools/etcd, tools/etcdctl: real etcd and stock etcdctl v3.7.3, each in its

@@ -6,10 +6,29 @@
 // member; SIGSTOP of the leader or of a follower; network partitions,
 // flapping links and packet loss between members; Raft messages delayed,
 // reordered and dropped inside edgekv; a member's WAL syncs failing with
-// EIO). Afterwards the history
-// is checked with porcupine against a model of etcd's semantics that
-// includes revisions (model.go), and every member must reach the same
-// HashKV at the last revision.
+// EIO). Meanwhile watchers (watch.go, tests/internal/watchcheck) watch
+// the workload's key prefix through clients bound to each member: one per
+// member from the first revision for the whole run, one per member
+// started halfway through from an earlier revision; each asks for
+// progress every 300 ms (the members' --watch-progress-notify-interval
+// too) and, when its stream ends with an error (a member without a
+// leader ends watches that require one), opens it again from the revision
+// after its last event.
+//
+// Afterwards, once the nemesis has healed everything: every member must
+// reach the last revision with the same HashKV; the history is read
+// through a fresh watch from revision 2 (with prev_kv), and must have an
+// event at every revision (the workload's writes are all there is) and
+// replay consistently (create revision, version, prev_kv); the operations
+// are checked with porcupine against a model of etcd's semantics that
+// includes revisions (model.go); every watcher must reach the last
+// revision (an event or a progress notification at or after it) within
+// 30 s, and its stream must equal the history from its start revision:
+// in order, no duplicate, no gap, the events of one revision in one
+// response, and no event at or below a progress notification already
+// received. A watch violation fails the scenario ("WATCH GUARANTEES
+// BROKEN") and leaves the failing watcher's record and the history next
+// to the member logs.
 //
 // An operation whose outcome is unknown (a timeout, a member that died
 // under it) may take effect at any point after its call, or never, as in

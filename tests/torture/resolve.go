@@ -8,38 +8,35 @@ import (
 	"github.com/anishathalye/porcupine"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/edgekv/edgekv/tests/internal/watchcheck"
 )
 
-// readHistory returns, for every value the workload wrote, the revision
-// the cluster committed it at, read through a watch of the keys from the
-// first revision to last (nothing is ever compacted during a run).
-func readHistory(t *testing.T, cli *clientv3.Client, last int64) map[int]int64 {
+// readHistory returns the committed history: every event under the
+// workload's prefix from the first revision to last, with prev_kv, read
+// through a fresh watch (nothing is ever compacted during a run, and
+// every revision after the first is a write of the workload).
+func readHistory(t *testing.T, cli *clientv3.Client, last int64) []*mvccpb.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	events, err := watchcheck.ReadHistory(ctx, cli, keyPrefix, 2, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return events
+}
+
+// committedAt returns, for every value the workload wrote, the revision
+// the history has it at.
+func committedAt(history []*mvccpb.Event) map[int]int64 {
 	at := map[int]int64{}
-	if last < 2 {
-		return at
-	}
-	wch := cli.Watch(ctx, keyPrefix, clientv3.WithPrefix(), clientv3.WithRev(2))
-	for resp := range wch {
-		if err := resp.Err(); err != nil {
-			t.Fatalf("reading the history: %v", err)
-		}
-		for _, ev := range resp.Events {
-			if ev.Type == mvccpb.PUT {
-				at[parseValue(string(ev.Kv.Value))] = ev.Kv.ModRevision
-			}
-			if ev.Kv.ModRevision >= last {
-				return at
-			}
-		}
-		if resp.Header.Revision >= last && len(resp.Events) == 0 {
-			return at
+	for _, ev := range history {
+		if ev.Type == mvccpb.PUT {
+			at[parseValue(string(ev.Kv.Value))] = ev.Kv.ModRevision
 		}
 	}
-	t.Fatalf("reading the history: the watch ended before revision %d", last)
-	return nil
+	return at
 }
 
 // resolveUnknown settles the unknown outcomes of writes of a value (put,

@@ -24,8 +24,9 @@ import (
 //	TORTURE_SEED       seed of the workload and the nemesis (default 1)
 //	TORTURE_SCENARIOS  comma-separated nemesis names (default: all)
 //	TORTURE_RESULTS    file the results table is appended to
-//	TORTURE_OUT        directory for the visualisation of a failed check and
-//	                   the member logs of a failed scenario (default
+//	TORTURE_OUT        directory for the visualisation of a failed check,
+//	                   and the member logs (and the watch records, if a
+//	                   watch check failed) of a failed scenario (default
 //	                   tests/.cache/torture)
 func params(t *testing.T) (dur time.Duration, seed uint64, names []string) {
 	t.Helper()
@@ -68,6 +69,7 @@ const checkTimeout = 90 * time.Second
 type result struct {
 	server, scenario      string
 	ops, unknown, faults  int
+	watch                 watchVerdict
 	verdict               string
 	revision              int64
 	hashes                string
@@ -75,9 +77,10 @@ type result struct {
 }
 
 // TestTorture_Edgekv runs every scenario against edgekv: the workload
-// through all members while the nemesis injects its fault, then checks
-// that the history is linearizable and that every member ends with the
-// same HashKV at the same revision.
+// through all members, and watchers on every member, while the nemesis
+// injects its fault; then it checks that the history is linearizable,
+// that every member ends with the same HashKV at the same revision, and
+// that every watch stream equals the committed history from its start.
 func TestTorture_Edgekv(t *testing.T) {
 	dur, seed, names := params(t)
 	runScenarios(t, "edgekv", framework.BuildEdgekv(t), names, dur, seed)
@@ -126,7 +129,7 @@ func TestTorture_CatchesUnsafeLocalReads(t *testing.T) {
 	for attempt := range 3 {
 		r := runScenario(t, "edgekv-unsafe-local-reads", bin, nem, dur, seed+uint64(attempt))
 		results = append(results, r)
-		if r.verdict == verdictViolation {
+		if strings.HasPrefix(r.verdict, verdictViolation) {
 			report(t, results)
 			return
 		}
@@ -136,8 +139,9 @@ func TestTorture_CatchesUnsafeLocalReads(t *testing.T) {
 }
 
 const (
-	verdictOK        = "linearizable, hashes equal"
+	verdictOK        = "linearizable, hashes equal, watches hold"
 	verdictViolation = "NOT LINEARIZABLE"
+	verdictWatch     = "WATCH GUARANTEES BROKEN"
 )
 
 func runScenario(t *testing.T, server, bin string, nem nemesis, dur time.Duration, seed uint64) result {
@@ -154,6 +158,7 @@ func runScenario(t *testing.T, server, bin string, nem nemesis, dur time.Duratio
 		bin = framework.BuildEdgekvTagged(t, "edgekv_faults")
 		opts = append(opts, framework.WithEnv(nem.faultEnv...))
 	}
+	opts = append(opts, framework.WithFlags("--watch-progress-notify-interval="+watchProgressEvery.String()))
 	c := framework.StartCluster(t, bin, 3, opts...)
 	out := outStem(t, server, nem.name, seed)
 	t.Cleanup(func() { // before the members' data dirs and logs go
@@ -162,6 +167,7 @@ func runScenario(t *testing.T, server, bin string, nem nemesis, dur time.Duratio
 		}
 	})
 	rec := newRecorder()
+	ws := startWatchers(t, c, rec, dur)
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -184,27 +190,41 @@ func runScenario(t *testing.T, server, bin string, nem nemesis, dur time.Duratio
 	if len(ops) < 100 {
 		t.Fatalf("%s/%s: only %d operations; the run shows nothing", server, nem.name, len(ops))
 	}
-	ops, resolved, dropped := resolveUnknown(ops, readHistory(t, c.ClientAll(t), res.revision))
+	history := readHistory(t, c.ClientAll(t), res.revision)
+	ops, resolved, dropped := resolveUnknown(ops, committedAt(history))
 	t.Logf("%s/%s: %d unknown outcomes, %d settled from the history, %d had no effect", server, nem.name, unknown, resolved, dropped)
+	res.watch = ws.check(t, history, res.revision, out)
+	for _, p := range res.watch.problems {
+		t.Errorf("%s/%s seed %d: watch: %s", server, nem.name, seed, p)
+	}
+	t.Logf("%s/%s: %d watchers, %d events checked, %d progress notifications, %d stream restarts", server, nem.name,
+		res.watch.watchers, res.watch.checked, res.watch.progress, res.watch.restarts)
 
 	start := time.Now()
 	verdict, info := porcupine.CheckOperationsVerbose(kvModel, ops, checkTimeout)
 	res.checkTook = time.Since(start)
+	var failed []string
 	switch verdict {
 	case porcupine.Ok:
-		res.verdict = verdictOK
 	case porcupine.Illegal:
-		res.verdict = verdictViolation
+		failed = append(failed, verdictViolation)
 		path := out + ".html"
 		if err := porcupine.VisualizePath(kvModel, info, path); err == nil {
 			t.Logf("%s/%s: the history is not linearizable; see %s", server, nem.name, path)
 		}
 		logLongestPrefix(t, info)
 	default:
-		res.verdict = fmt.Sprintf("checker gave up after %v", checkTimeout)
+		failed = append(failed, fmt.Sprintf("checker gave up after %v", checkTimeout))
 	}
 	if res.hashes == "" {
-		res.verdict += "; members' HashKV differ"
+		failed = append(failed, "members' HashKV differ")
+	}
+	if len(res.watch.problems) > 0 {
+		failed = append(failed, verdictWatch)
+	}
+	res.verdict = verdictOK
+	if len(failed) > 0 {
+		res.verdict = strings.Join(failed, "; ")
 	}
 	res.scenarioOf = time.Since(began)
 	return res
@@ -282,11 +302,11 @@ func converge(t *testing.T, c *framework.Cluster) (int64, string) {
 func report(t *testing.T, results []result) {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintln(&b, "| server | scenario | operations | unknown outcomes | faults injected | final revision | HashKV | check took | verdict |")
-	fmt.Fprintln(&b, "|---|---|---:|---:|---:|---:|---|---:|---|")
+	fmt.Fprintln(&b, "| server | scenario | operations | unknown outcomes | faults injected | final revision | HashKV | watch events checked | watch restarts | check took | verdict |")
+	fmt.Fprintln(&b, "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %s | %v | %s |\n", r.server, r.scenario, r.ops, r.unknown, r.faults,
-			r.revision, r.hashes, r.checkTook.Round(time.Millisecond), r.verdict)
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %s | %d | %d | %v | %s |\n", r.server, r.scenario, r.ops, r.unknown, r.faults,
+			r.revision, r.hashes, r.watch.checked, r.watch.restarts, r.checkTook.Round(time.Millisecond), r.verdict)
 	}
 	t.Log("\n" + b.String())
 	if p := os.Getenv("TORTURE_RESULTS"); p != "" {

@@ -38,6 +38,7 @@ type recorder struct {
 	mu      sync.Mutex
 	ops     []porcupine.Operation
 	unknown int
+	maxRev  int64 // the highest revision a client was answered with
 }
 
 func newRecorder() *recorder { return &recorder{start: time.Now()} }
@@ -54,7 +55,15 @@ func (r *recorder) add(client int, in input, call int64, out output) {
 	if out.unknown {
 		r.unknown++
 	}
+	r.maxRev = max(r.maxRev, out.rev)
 	r.ops = append(r.ops, porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})
+}
+
+// lastRevision is the highest revision a client was answered with so far.
+func (r *recorder) lastRevision() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.maxRev
 }
 
 func (r *recorder) history() (ops []porcupine.Operation, unknown int) {
