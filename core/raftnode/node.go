@@ -476,7 +476,7 @@ func (n *Node) appendLoop() {
 		var peers, local []*raftpb.Message
 		for _, m := range batch {
 			for _, r := range m.GetResponses() {
-				if r.GetTo() == n.cfg.ID || raft.IsLocalMsgTarget(r.GetFrom()) {
+				if r.GetTo() == n.cfg.ID {
 					local = append(local, r)
 				} else {
 					peers = append(peers, r)

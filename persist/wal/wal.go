@@ -509,11 +509,11 @@ func (w *WAL) SaveSnapshot(m SnapshotMarker) error {
 	}
 	recs := []rec{{typ: recSnapshot, payload: p}}
 	if w.hsPending {
-		hp, err := encodeHardState(w.hs.proto())
+		r, err := w.hardStateRecord()
 		if err != nil {
-			return fmt.Errorf("wal: encoding hard state: %w", err)
+			return err
 		}
-		recs = append(recs, rec{typ: recHardState, payload: hp})
+		recs = append(recs, r)
 	}
 	if err := w.write(recs, true); err != nil {
 		return err
@@ -623,11 +623,11 @@ func (w *WAL) carry() ([]rec, error) {
 	}
 	recs := []rec{{typ: recLink, payload: p}}
 	if w.hs != (hardStateRec{}) {
-		p, err := encodeHardState(w.hs.proto())
+		r, err := w.hardStateRecord()
 		if err != nil {
-			return nil, fmt.Errorf("wal: encoding hard state: %w", err)
+			return nil, err
 		}
-		recs = append(recs, rec{typ: recHardState, payload: p})
+		recs = append(recs, r)
 	}
 	if w.snap != (SnapshotMarker{}) {
 		p, err := encodeSnapshot(w.snap)
@@ -946,13 +946,22 @@ func (w *WAL) Close() error {
 	return nil
 }
 
-// writeHardState writes the pending commit-only hard state, unsynced.
-func (w *WAL) writeHardState() error {
+// hardStateRecord is the record of the last hard state Save was given.
+func (w *WAL) hardStateRecord() (rec, error) {
 	p, err := encodeHardState(w.hs.proto())
 	if err != nil {
-		return fmt.Errorf("wal: encoding hard state: %w", err)
+		return rec{}, fmt.Errorf("wal: encoding hard state: %w", err)
 	}
-	if err := w.write([]rec{{typ: recHardState, payload: p}}, false); err != nil {
+	return rec{typ: recHardState, payload: p}, nil
+}
+
+// writeHardState writes the pending commit-only hard state, unsynced.
+func (w *WAL) writeHardState() error {
+	r, err := w.hardStateRecord()
+	if err != nil {
+		return err
+	}
+	if err := w.write([]rec{r}, false); err != nil {
 		return err
 	}
 	w.hsPending = false

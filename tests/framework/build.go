@@ -199,9 +199,18 @@ func BuildEtcdctl(t testing.TB) string {
 // it is built only if missing.
 func BuildToolFor(t testing.TB, tool string, target Target) string {
 	t.Helper()
+	return buildTool(t, tool, target.String(), target.env(), nil)
+}
+
+// buildTool builds tests/tools/<tool> with env and go build flags into the
+// cache dir as <tool>-<variant>-<hash>, the hash covering the variant, the
+// flags and the module's go.mod, go.sum and main.go; an existing file is
+// reused.
+func buildTool(t testing.TB, tool, variant string, env, flags []string) string {
+	t.Helper()
 	dir := filepath.Join(TestsDir(t), "tools", tool)
 	h := sha256.New()
-	fmt.Fprintln(h, target)
+	fmt.Fprintln(h, variant, flags)
 	for _, f := range []string{"go.mod", "go.sum", "main.go"} {
 		data, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil {
@@ -209,13 +218,13 @@ func BuildToolFor(t testing.TB, tool string, target Target) string {
 		}
 		h.Write(data)
 	}
-	out := filepath.Join(CacheDir(t), fmt.Sprintf("%s-%s-%s", tool, target, hex.EncodeToString(h.Sum(nil))[:12]))
+	out := filepath.Join(CacheDir(t), fmt.Sprintf("%s-%s-%s", tool, variant, hex.EncodeToString(h.Sum(nil))[:12]))
 	if _, err := os.Stat(out); err == nil {
 		return out
 	}
-	t.Logf("building %s for %s into %s (first run only; etcd takes a minute)", tool, target, out)
-	if err := goBuild(t, dir, ".", out, append(target.env(), "GOWORK=off")); err != nil {
-		t.Fatalf("build %s (%s): %v", tool, target, err)
+	t.Logf("building %s (%s) into %s (first run only; etcd takes a minute)", tool, variant, out)
+	if err := goBuild(t, dir, ".", out, append(env, "GOWORK=off"), flags...); err != nil {
+		t.Fatalf("build %s (%s): %v", tool, variant, err)
 	}
 	return out
 }
@@ -232,19 +241,20 @@ func existingBinary(t testing.TB, what, p string) string {
 	return abs
 }
 
-// goBuild runs go build in dir and moves the result to out atomically, so
-// concurrent test binaries never run a half-written file.
-func goBuild(t testing.TB, dir, pkg, out string, env []string) error {
+// goBuild runs go build [flags] in dir and moves the result to out
+// atomically, so concurrent test binaries never run a half-written file.
+func goBuild(t testing.TB, dir, pkg, out string, env []string, flags ...string) error {
 	t.Helper()
 	tmp := fmt.Sprintf("%s.tmp%d", out, os.Getpid())
-	cmd := exec.Command("go", "build", "-o", tmp, pkg)
+	args := append(append([]string{"build"}, flags...), "-o", tmp, pkg)
+	cmd := exec.Command("go", args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	var output bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &output, &output
 	if err := cmd.Run(); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("go build -o %s %s in %s %v: %w\n%s", tmp, pkg, dir, env, err, output.String())
+		return fmt.Errorf("go %v in %s %v: %w\n%s", args, dir, env, err, output.String())
 	}
 	return os.Rename(tmp, out)
 }
