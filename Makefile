@@ -87,7 +87,7 @@ bench-watch: build
 # make torture DURATION=60s SEED=7 [SCENARIOS=kill-one,pause-leader]
 DURATION ?= 30s
 SEED ?= 1
-SCENARIOS ?= none,kill-one,kill-leader,kill-all,pause-leader,pause-follower,partition-leader,partition-half,partition-bridge,flapping,packet-loss,delay-reorder,disk-fault
+SCENARIOS ?= none,kill-one,kill-leader,kill-all,pause-leader,pause-follower,partition-leader,partition-half,partition-bridge,flapping,packet-loss,delay-reorder,disk-fault,power-loss
 torture: build
 	mkdir -p .run && rm -f .run/torture-results.md
 	status=0; cd tests && EDGEKV_BIN=$(CURDIR)/bin/edgekv TORTURE_DURATION=$(DURATION) TORTURE_SEED=$(SEED) \

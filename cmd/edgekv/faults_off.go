@@ -16,8 +16,8 @@ func withFaults(pt server.PeerTransport, _ *slog.Logger) (server.PeerTransport, 
 	return pt, nil
 }
 
-// withDiskFaults returns o: EDGEKV_FAULT_DISK is ignored outside test
-// builds with the tag edgekv_faults (faults_on.go).
-func withDiskFaults(_ context.Context, o wal.Options, _ *slog.Logger) (wal.Options, error) {
+// withDiskFaults returns o: EDGEKV_FAULT_DISK and EDGEKV_FAULT_POWER are
+// ignored outside test builds with the tag edgekv_faults (faults_on.go).
+func withDiskFaults(_ context.Context, o wal.Options, _ string, _ *slog.Logger) (wal.Options, error) {
 	return o, nil
 }

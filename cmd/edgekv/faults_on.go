@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -113,36 +114,96 @@ func (t *faultyTransport) logNow() {
 // with the build tag edgekv_faults.
 const diskFaultEnv = "EDGEKV_FAULT_DISK"
 
-// withDiskFaults returns o with its file system wrapped in an
-// fsx.FaultFS if diskFaultEnv is 1, and fails the syncs on SIGUSR2 until
-// ctx ends.
-func withDiskFaults(ctx context.Context, o wal.Options, lg *slog.Logger) (wal.Options, error) {
-	switch v := os.Getenv(diskFaultEnv); v {
-	case "", "0":
-		return o, nil
-	case "1":
-	default:
-		return o, fmt.Errorf("%s=%q: want 1 (on) or 0 (off)", diskFaultEnv, v)
+// powerLossEnv, set to 1, puts the write-ahead log on an fsx.PowerFS,
+// which remembers what every unsynced write, create, rename and remove of
+// the WAL overwrote. On SIGPWR, the next WAL sync that has something to
+// make durable is in flight when the power fails: the PowerFS undoes what
+// a power loss may drop (a random part of the unsynced changes, at least
+// one of those that sync covered, a write maybe torn at a sector) and the
+// member kills itself with SIGKILL on the spot, as a machine losing power
+// stops, logging powerLossLine first. An idle member loses its power
+// powerLossIdle after the signal all the same. The torture suite's
+// power-loss scenario restarts it from what is left. Test builds only,
+// like faultEnv.
+const powerLossEnv = "EDGEKV_FAULT_POWER"
+
+const (
+	powerLossIdle = 2 * time.Second
+	powerLossLine = "POWER LOSS: the unsynced changes of the write-ahead log are undone and the member stops now (SIGPWR, test build)"
+)
+
+// withDiskFaults returns o with its file system wrapped as diskFaultEnv
+// and powerLossEnv ask, and handles their signals until ctx ends. Removed
+// WAL files wait for power loss in a directory of dataDir.
+func withDiskFaults(ctx context.Context, o wal.Options, dataDir string, lg *slog.Logger) (wal.Options, error) {
+	failSyncs, err := envSwitch(diskFaultEnv)
+	if err != nil {
+		return o, err
 	}
-	if o.FS == nil {
+	powerLoss, err := envSwitch(powerLossEnv)
+	if err != nil {
+		return o, err
+	}
+	if o.FS == nil && (failSyncs || powerLoss) {
 		o.FS = fsx.OS{}
 	}
-	faults := fsx.NewFaultFS(o.FS)
-	o.FS = faults
-	lg.Warn("FAULT INJECTION: the write-ahead log's syncs will fail with EIO on SIGUSR2 (test build)", "env", diskFaultEnv+"=1")
-	usr2 := make(chan os.Signal, 1)
-	signal.Notify(usr2, syscall.SIGUSR2)
+	if powerLoss {
+		seed := time.Now().UnixNano()
+		pfs, err := fsx.NewPowerFS(o.FS, filepath.Join(dataDir, "power-loss.tmp"), seed, func(l fsx.PowerLoss) {
+			lg.Warn(powerLossLine, "lost", l.Lost, "kept", l.Kept, "torn", l.Torn, "bytes_lost", l.BytesLost, "files", l.Files, "dirs", l.Dirs, "tripped_by", l.TrippedFile, "seed", seed)
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			for {
+				time.Sleep(time.Hour) // SIGKILL is on its way; nothing else may run here
+			}
+		})
+		if err != nil {
+			return o, fmt.Errorf("%s: %w", powerLossEnv, err)
+		}
+		o.FS = pfs
+		lg.Warn("FAULT INJECTION: the write-ahead log loses its unsynced changes and the member stops on SIGPWR (test build)", "env", powerLossEnv+"=1")
+		onSignal(ctx, syscall.SIGPWR, func() {
+			lg.Warn("FAULT INJECTION: power fails at the next sync of the write-ahead log (SIGPWR)")
+			pfs.Arm()
+			time.AfterFunc(powerLossIdle, func() { pfs.PowerOff() })
+		})
+	}
+	if failSyncs {
+		faults := fsx.NewFaultFS(o.FS)
+		o.FS = faults
+		lg.Warn("FAULT INJECTION: the write-ahead log's syncs will fail with EIO on SIGUSR2 (test build)", "env", diskFaultEnv+"=1")
+		onSignal(ctx, syscall.SIGUSR2, func() {
+			faults.FailSyncs(syscall.EIO)
+			lg.Warn("FAULT INJECTION: every sync of the write-ahead log fails with EIO from now on (SIGUSR2)")
+		})
+	}
+	return o, nil
+}
+
+// envSwitch reads the variable name: 1 is on, 0 or unset off.
+func envSwitch(name string) (bool, error) {
+	switch v := os.Getenv(name); v {
+	case "", "0":
+		return false, nil
+	case "1":
+		return true, nil
+	default:
+		return false, fmt.Errorf("%s=%q: want 1 (on) or 0 (off)", name, v)
+	}
+}
+
+// onSignal calls f on every sig until ctx ends.
+func onSignal(ctx context.Context, sig os.Signal, f func()) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, sig)
 	go func() {
-		defer signal.Stop(usr2)
+		defer signal.Stop(c)
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-usr2:
-				faults.FailSyncs(syscall.EIO)
-				lg.Warn("FAULT INJECTION: every sync of the write-ahead log fails with EIO from now on (SIGUSR2)")
+			case <-c:
+				f()
 			}
 		}
 	}()
-	return o, nil
 }

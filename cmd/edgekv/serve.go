@@ -206,7 +206,7 @@ func serve(ctx context.Context, f *flags, stderr io.Writer) error {
 		listeners = append(listeners, l)
 	}
 
-	walOpts, err := withDiskFaults(ctx, wal.Options{SegmentSize: f.walSegmentSize, MaxWALs: keepAll(f.maxWALs)}, lg) // faults_on.go: test builds only
+	walOpts, err := withDiskFaults(ctx, wal.Options{SegmentSize: f.walSegmentSize, MaxWALs: keepAll(f.maxWALs)}, f.dataDir, lg) // faults_on.go: test builds only
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,9 @@
 // Package fsx is the small file-system interface that everything under
 // persist/ writes through, so that durability can be tested: OS is the real
 // file system (Linux system calls), CrashFS an in-memory one that simulates
-// power loss, and FaultFS a wrapper of any FS whose syncs (and writes) fail
-// when a test says so.
+// power loss, FaultFS a wrapper of any FS whose syncs (and writes) fail
+// when a test says so, and PowerFS a wrapper of the real one that can undo
+// what was not synced, for power loss in a running process.
 //
 // # Contract
 //
@@ -81,4 +82,25 @@
 // edgekv_faults puts its WAL on one with EDGEKV_FAULT_DISK=1 and fails
 // every sync with EIO on SIGUSR2 (cmd/edgekv/faults_on.go), for the
 // torture suite's disk-fault scenario.
+//
+// # PowerFS
+//
+// PowerFS wraps the real file system (it needs inode numbers) and records
+// every unsynced change made through it with what it overwrote: before a
+// write it reads the bytes there, before a truncation those cut off, and a
+// file removed or replaced by a rename waits in a backup directory until
+// its directory is synced. A successful Datasync or Sync forgets the file's
+// changes made before it, a SyncDir the directory's. PowerOff waits for the
+// calls in progress and then applies CrashFS's crash model to the real
+// files: each file and directory keeps a random prefix of its unsynced
+// changes, the first write not kept may be torn at a SectorSize boundary,
+// and everything after is undone, newest first; from then on every call
+// fails with ErrCrashed. Arm makes the next sync that has something to make
+// durable power off instead (and lose at least one of those changes), so a
+// test catches a member between a write and its sync. Only what goes
+// through the PowerFS is undone: other files keep everything they wrote,
+// as if the disk had written it all before the power failed. edgekv built
+// with the tag edgekv_faults puts its WAL on one with EDGEKV_FAULT_POWER=1
+// and powers off (then kills itself) on SIGPWR, for the torture suite's
+// power-loss scenario.
 package fsx

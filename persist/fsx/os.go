@@ -78,6 +78,9 @@ func (o *osFile) Datasync() error {
 // the size. Where the file system does not support it, it falls back to
 // extending the size (a sparse file).
 func (o *osFile) Allocate(size int64) error {
+	if size <= 0 {
+		return nil // fallocate refuses a length of 0; every file is that long
+	}
 	fd := int(o.f.Fd())
 	defer runtime.KeepAlive(o.f)
 	for {

@@ -255,10 +255,14 @@ func crashOptions(c *fsx.CrashFS, lg *slog.Logger) Options {
 // earlier states a crash may still leave (a hard state that only moves the
 // commit index is written without a sync, so the states since the last
 // synced write survive, if at all, as an in-order prefix), and the
-// operation that failed, if one did.
-func load(w *WAL, m *model, rng *rand.Rand, n int, ptrs *ptrModel) (*model, []*model, *op) {
+// operation that failed, if one did. before, if not nil, is called before
+// each operation with its number.
+func load(w *WAL, m *model, rng *rand.Rand, n int, ptrs *ptrModel, before func(i int)) (*model, []*model, *op) {
 	var since []*model // the state at the last sync, then after each unsynced save
-	for range n {
+	for i := range n {
+		if before != nil {
+			before(i)
+		}
 		o := m.gen(rng)
 		synced := o.kind != "save" || len(o.es) > 0 || isEmptyHardState(o.hs) ||
 			o.hs.GetTerm() != m.hs.Term || o.hs.GetVote() != m.hs.Vote
@@ -319,7 +323,7 @@ func (cr *crashRun) run(t *testing.T) int64 {
 	w, err := CreateWithOptions("/data/member/wal", testMD, o)
 	created := err == nil
 	if created {
-		m, earlier, inflight = load(w, m, rng, cr.steps, ptrs)
+		m, earlier, inflight = load(w, m, rng, cr.steps, ptrs, nil)
 		if w.Close() == nil && inflight == nil {
 			earlier = nil // a clean Close syncs what was written
 		}
@@ -374,7 +378,7 @@ func (cr *crashRun) run(t *testing.T) int64 {
 	if second {
 		c.CrashAfter(1 + rng.Int64N(40))
 	}
-	now, earlier, inflight = load(w, now.clone(), rng, 10, ptrs)
+	now, earlier, inflight = load(w, now.clone(), rng, 10, ptrs, nil)
 	if w.Close() == nil && inflight == nil {
 		earlier = nil
 	}

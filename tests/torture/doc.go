@@ -55,7 +55,13 @@
 // follower, in turn, makes every later sync of its WAL fail with EIO, and
 // the member must exit on its own (fail-stop, status 1, core/server's
 // fatal line in its log) within 10 s, or the scenario fails ("member went
-// on after a failed fsync"); it is then restarted. etcd skips it too.
+// on after a failed fsync"); it is then restarted. power-loss runs the same
+// build with EDGEKV_FAULT_POWER=1, which puts each member's WAL on an
+// fsx.PowerFS; SIGPWR to the leader, a follower or every member makes the
+// next WAL sync with something to make durable fail as the power does: the
+// unsynced changes of the WAL are undone on disk (a random part, at least
+// one that sync covered) and the member kills itself, to be restarted from
+// what is left. etcd skips both.
 //
 // `go test ./torture` (part of make test) runs each scenario for 6 s;
 // `make torture DURATION=60s SEED=7` runs longer and prints the results

@@ -31,8 +31,9 @@ type nemesis struct {
 	// environment variables ("NAME=value"): EDGEKV_FAULT_DELAY makes
 	// transport.Faults delay, reorder and drop every outgoing Raft
 	// message, EDGEKV_FAULT_DISK puts the WAL on an fsx.FaultFS whose
-	// syncs fail after SIGUSR2. Servers without such a build skip the
-	// scenario.
+	// syncs fail after SIGUSR2, EDGEKV_FAULT_POWER on an fsx.PowerFS that
+	// loses its unsynced changes on SIGPWR. Servers without such a build
+	// skip the scenario.
 	faultEnv []string
 	// run injects faults until ctx ends; it returns how many fired.
 	run func(ctx context.Context, t testing.TB, c *framework.Cluster, rng *rand.Rand) int
@@ -207,7 +208,97 @@ var nemeses = []nemesis{
 		}
 		return n
 	}},
+	// Power loss: every 1.5-2.5 s the leader, a follower, or every
+	// member at once gets SIGPWR (fsx.PowerFS, EDGEKV_FAULT_POWER=1 in a
+	// build with the tag edgekv_faults): at its next WAL sync with
+	// something to make durable, the WAL's unsynced writes, creates,
+	// renames and removes are undone on disk, a random part of them and
+	// at least one that sync covered, a write maybe torn at a sector,
+	// and the member kills itself, as a machine losing power stops. It
+	// restarts from what is left. Its faults are the power losses that
+	// dropped something.
+	{name: "power-loss", faultEnv: []string{"EDGEKV_FAULT_POWER=1"}, run: func(ctx context.Context, t testing.TB, c *framework.Cluster, rng *rand.Rand) int {
+		n, round := 0, 0
+		for sleep(ctx, between(rng, 1500*time.Millisecond, 2500*time.Millisecond)) {
+			var victims []int
+			switch l := c.Leader(t); round % 3 {
+			case 0:
+				victims = []int{l}
+			case 1:
+				victims = []int{(l + 1 + rng.IntN(len(c.Members)-1)) % len(c.Members)}
+			default:
+				for i := range c.Members {
+					victims = append(victims, i)
+				}
+			}
+			round++
+			n += powerLoss(t, c, victims)
+			for _, i := range victims {
+				c.Restart(i)
+			}
+			c.WaitReady(t)
+		}
+		return n
+	}},
 }
+
+// powerLossExit bounds how long a member may take to lose its power after
+// SIGPWR: at its next sync, or 2 s later if it is idle.
+const powerLossExit = 10 * time.Second
+
+// powerLoss cuts the power of the members victims (SIGPWR to a build with
+// the tag edgekv_faults run with EDGEKV_FAULT_POWER=1), waits until each
+// has stopped, and requires the power-loss line in its log. It returns how
+// many lost unsynced changes.
+func powerLoss(t testing.TB, c *framework.Cluster, victims []int) int {
+	t.Helper()
+	logStart := make([]int64, len(victims))
+	for k, i := range victims {
+		m := c.Members[i]
+		if fi, err := os.Stat(m.LogPath); err == nil {
+			logStart[k] = fi.Size()
+		}
+		pid, err := m.ServerPID()
+		if err == nil {
+			err = syscall.Kill(pid, syscall.SIGPWR)
+		}
+		if err != nil {
+			t.Fatalf("cutting the power of %s: %v", m.Name, err)
+		}
+	}
+	sent := time.Now()
+	n := 0
+	var report []string
+	for k, i := range victims {
+		m := c.Members[i]
+		for c.Running(i) {
+			if time.Since(sent) > powerLossExit {
+				t.Fatalf("%s still running %v after SIGPWR (log: %s)", m.Name, powerLossExit, m.LogPath)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		data, err := os.ReadFile(m.LogPath)
+		if err != nil {
+			t.Fatalf("log of %s: %v", m.Name, err)
+		}
+		logged := string(data[min(logStart[k], int64(len(data))):])
+		line := powerLossLine.FindStringSubmatch(logged)
+		if line == nil {
+			t.Fatalf("%s stopped after SIGPWR but its log lacks the power-loss line: not a build with the tag edgekv_faults, or EDGEKV_FAULT_POWER not set? (log: %s)", m.Name, m.LogPath)
+		}
+		if line[1] != "0" {
+			n++
+		}
+		report = append(report, fmt.Sprintf("%s lost %s changes (%s bytes) and kept %s", m.Name, line[1], line[4], line[2]))
+	}
+	t.Logf("power-loss: %s", strings.Join(report, "; "))
+	return n
+}
+
+// powerLossLine is what a member logs as its power fails
+// (cmd/edgekv/faults_on.go): the unsynced changes lost and kept, the torn
+// writes, the bytes lost.
+var powerLossLine = regexp.MustCompile(`msg="POWER LOSS: [^"]*" lost=(\d+) kept=(\d+) torn=(\d+) bytes_lost=(\d+)`)
 
 // diskFaultExit bounds how long a member may go on after its WAL's syncs
 // start failing; with the workload running it syncs within milliseconds.
