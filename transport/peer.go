@@ -178,95 +178,75 @@ func (p *peer) dropQueued() int {
 	}
 }
 
-// queued is a message taken from the queue with its encoding.
-type queued struct {
-	m   *raftpb.Message
-	enc []byte
-}
-
 // writeLoop writes the queue to str until the connection or the peer
 // stops. Each frame holds everything queued, up to the frame size limit,
 // and goes out with one Write.
 func (p *peer) writeLoop(conn *quic.Conn, str *quic.Stream) error {
 	defer closeOnDone(p.ctx, conn, codeShutdown, "member shutting down or peer removed")()
 	var (
-		carry queued // the message that did not fit the previous frame
-		encs  [][]byte
-		buf   []byte
+		carry *raftpb.Message // the message that did not fit the previous frame
+		f     frameBuf
 	)
 	for {
-		first := carry
-		carry = queued{}
-		for first.m == nil {
+		f.reset()
+		if carry != nil {
+			p.add(&f, carry) // fits the empty frame, or is dropped
+			carry = nil
+		}
+		for f.n == 0 {
 			select {
 			case <-p.ctx.Done():
 				return p.ctx.Err()
 			case <-conn.Context().Done():
 				return context.Cause(conn.Context())
 			case m := <-p.queue:
-				first = p.encode(m)
+				p.add(&f, m)
 			}
 		}
-		encs = append(encs[:0], first.enc)
-		size := len(first.enc)
-		snaps := isSnap(first.m)
 	drain:
 		for {
 			select {
 			case m := <-p.queue:
-				q := p.encode(m)
-				if q.m == nil {
-					continue
-				}
-				if frameLen(size+len(q.enc)) > p.t.maxFrame {
-					carry = q
+				if !p.add(&f, m) {
+					carry = m
 					break drain
 				}
-				encs = append(encs, q.enc)
-				size += len(q.enc)
-				snaps += isSnap(q.m)
 			default:
 				break drain
 			}
 		}
-		buf = appendFrame(buf[:0], encs)
-		clear(encs)
-		_, err := str.Write(buf)
+		_, err := str.Write(f.frame())
 		status := raft.SnapshotFinish
 		if err != nil {
 			status = raft.SnapshotFailure
 		}
-		for range snaps {
+		for range f.snaps {
 			p.t.rep.snapshot(p.id, status)
 		}
 		if err != nil {
-			if carry.m != nil {
-				p.t.rep.dropped(p.id, carry.m)
+			if carry != nil {
+				p.t.rep.dropped(p.id, carry)
 			}
 			return fmt.Errorf("writing frame: %w", err)
 		}
-		if cap(buf) > 1<<20 {
-			buf = nil // do not pin a large buffer to an idle peer
+		if cap(f.b) > 1<<20 {
+			f.b = nil // do not pin a large buffer to an idle peer
 		}
 	}
 }
 
-// encode encodes m, or drops and reports it (returning a zero queued) when
-// it cannot be encoded or would not fit in a frame on its own.
-func (p *peer) encode(m *raftpb.Message) queued {
-	enc, err := encodeMessage(m)
-	if err != nil {
-		p.log.Error("dropping message", "type", m.GetType(), "err", err)
-		p.t.rep.dropped(p.id, m)
-		return queued{}
-	}
-	if frameLen(len(enc)) > p.t.maxFrame {
+// add encodes m into f, or drops and reports it when it would not fit in
+// a frame on its own. It returns false, leaving f as it was, when m only
+// does not fit next to what f holds.
+func (p *peer) add(f *frameBuf, m *raftpb.Message) bool {
+	size, ok := f.add(m, p.t.maxFrame)
+	if !ok && frameLen(size) > p.t.maxFrame {
 		p.log.Warn("dropping message larger than the frame limit",
-			"type", m.GetType(), "bytes", len(enc), "limit", p.t.maxFrame)
+			"type", m.GetType(), "bytes", size, "limit", p.t.maxFrame)
 		p.t.rep.dropped(p.id, m)
-		return queued{}
+		return true
 	}
-	return queued{m: m, enc: enc}
+	return ok
 }
 
 func isSnap(m *raftpb.Message) int {

@@ -53,11 +53,7 @@ func appendSnapshotHeader(dst []byte, m *raftpb.Message, size int64) ([]byte, er
 	if size < 0 {
 		return nil, fmt.Errorf("transport: negative snapshot size %d", size)
 	}
-	enc, err := encodeMessage(m)
-	if err != nil {
-		return nil, err
-	}
-	dst = appendFrame(dst, [][]byte{enc})
+	dst = appendFrame(dst, []*raftpb.Message{m})
 	return binary.BigEndian.AppendUint64(dst, uint64(size)), nil
 }
 
