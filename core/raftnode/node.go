@@ -87,6 +87,7 @@ type Node struct {
 	log *slog.Logger
 
 	propc    chan proposal
+	batch    []proposal // proposeQueued's, reused
 	recvc    chan *raftpb.Message
 	readc    chan []byte
 	reportc  chan func(*raft.RawNode)
@@ -296,8 +297,7 @@ func (n *Node) run() {
 			n.step(m)
 			n.drainRecv()
 		case p := <-n.propc:
-			n.propose(p)
-			n.drainProposals()
+			n.proposeQueued(p)
 		case rctx := <-n.readc:
 			n.rn.ReadIndex(rctx)
 		case fn := <-n.reportc:
@@ -351,24 +351,58 @@ func (n *Node) drainRecv() {
 	}
 }
 
-func (n *Node) propose(p proposal) {
-	if p.cc != nil {
-		p.errc <- n.rn.ProposeConfChange(p.cc)
-		return
-	}
-	p.errc <- n.rn.Propose(p.data)
-}
+// maxBatchBytes bounds the data of the proposals proposed together.
+const maxBatchBytes = 1 << 20
 
-// drainProposals batches queued proposals into the same Ready.
-func (n *Node) drainProposals() {
-	for i := 0; i < 1024; i++ {
-		select {
-		case p := <-n.propc:
-			n.propose(p)
-		default:
+// proposeQueued proposes p and the proposals queued behind it (up to 1024,
+// and maxBatchBytes of data) in order: the data proposals in a row go to
+// Raft as one MsgProp, so that the leader appends them together and sends
+// each follower one MsgApp for the lot, a follower forwards one message,
+// and every member then handles one append and one response instead of
+// one per proposal. They share Raft's answer (a dropped batch is dropped
+// whole). A configuration change goes on its own, in its place.
+func (n *Node) proposeQueued(p proposal) {
+	batch := n.batch[:0]
+	size := 0
+	flush := func() {
+		if len(batch) == 0 {
 			return
 		}
+		ents := make([]*raftpb.Entry, len(batch))
+		for i, q := range batch {
+			ents[i] = &raftpb.Entry{Data: q.data}
+		}
+		err := n.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(n.cfg.ID), Entries: ents})
+		for _, q := range batch {
+			q.errc <- err
+		}
+		clear(batch)
+		batch, size = batch[:0], 0
 	}
+	add := func(p proposal) {
+		if p.cc != nil {
+			flush()
+			p.errc <- n.rn.ProposeConfChange(p.cc)
+			return
+		}
+		if size+len(p.data) > maxBatchBytes {
+			flush()
+		}
+		batch = append(batch, p)
+		size += len(p.data)
+	}
+	add(p)
+queued:
+	for range 1024 {
+		select {
+		case p := <-n.propc:
+			add(p)
+		default:
+			break queued
+		}
+	}
+	flush()
+	n.batch = batch
 }
 
 // handleReady follows the Ready contract of go.etcd.io/raft/v3 with

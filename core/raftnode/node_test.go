@@ -62,6 +62,7 @@ type testNode struct {
 	storage   *memStorage
 	committed chan *raftpb.Entry
 	fatal     chan error
+	sent      *countingTransport
 }
 
 func newTestCluster(t *testing.T, n int) (*memNet, []*testNode) {
@@ -79,12 +80,13 @@ func newTestCluster(t *testing.T, n int) (*memNet, []*testNode) {
 			committed: make(chan *raftpb.Entry, 1024),
 			fatal:     make(chan error, 1),
 		}
+		tn.sent = &countingTransport{Transport: &memTransport{net: net, from: uint64(i)}, msgs: map[raftpb.MessageType]int{}, entries: map[raftpb.MessageType]int{}}
 		node, err := New(Config{
 			ID: uint64(i), ElectionTick: 10, HeartbeatTick: 1,
 			Ticks:     tn.ticks,
 			Storage:   tn.storage,
 			Log:       raft.NewMemoryStorage(),
-			Transport: &memTransport{net: net, from: uint64(i)},
+			Transport: tn.sent,
 			Bootstrap: peers,
 			Logger:    slog.New(slog.DiscardHandler),
 			Fatal:     func(err error) { tn.fatal <- err },
@@ -293,5 +295,89 @@ func TestNode_PersistSharesOneSavePerContiguousRun(t *testing.T) {
 	}
 	if n.CommitIndex() != 3 || n.Term() != 2 {
 		t.Fatalf("commit %d term %d, want 3 and 2", n.CommitIndex(), n.Term())
+	}
+}
+
+// countingTransport counts the messages with entries of each type a node
+// sends, and the entries.
+type countingTransport struct {
+	Transport
+	mu      sync.Mutex
+	msgs    map[raftpb.MessageType]int // with entries
+	entries map[raftpb.MessageType]int
+}
+
+func (c *countingTransport) Send(msgs []*raftpb.Message) {
+	c.mu.Lock()
+	for _, m := range msgs {
+		if len(m.GetEntries()) > 0 {
+			c.msgs[m.GetType()]++
+			c.entries[m.GetType()] += len(m.GetEntries())
+		}
+	}
+	c.mu.Unlock()
+	c.Transport.Send(msgs)
+}
+
+func (c *countingTransport) count(t raftpb.MessageType) (msgs, entries int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.msgs[t], c.entries[t]
+}
+
+// Proposals queued while the Raft goroutine is busy go to Raft as one
+// MsgProp: a follower forwards them in one message, and the leader sends
+// each follower one MsgApp for all of them, instead of one per proposal.
+// Every member commits them all, in the order they were queued.
+func TestNode_QueuedProposalsGoToRaftTogether(t *testing.T) {
+	_, nodes := newTestCluster(t, 3)
+	tickUntil(t, nodes, func() bool { return leaderOf(nodes) != 0 })
+	var follower, leader *testNode
+	for _, n := range nodes {
+		if n.Leader() == n.cfg.ID {
+			leader = n
+		} else {
+			follower = n
+		}
+	}
+	props0, _ := follower.sent.count(raftpb.MsgProp)
+	apps0, ents0 := leader.sent.count(raftpb.MsgApp)
+	for _, n := range []*testNode{leader, follower} {
+		release := make(chan struct{})
+		n.reportc <- func(*raft.RawNode) { <-release }
+		// The Raft goroutine is held: these queue up behind it.
+		const k = 50
+		errs := make(chan error, k)
+		for i := range k {
+			p := proposal{data: []byte{byte(i)}, errc: make(chan error, 1)}
+			n.propc <- p
+			go func() { errs <- <-p.errc }()
+		}
+		close(release)
+		for range k {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, m := range nodes {
+			for i := range k {
+				select {
+				case e := <-m.committed:
+					if got := e.GetData(); len(got) != 1 || got[0] != byte(i) {
+						t.Fatalf("node %d committed %v as proposal %d", m.cfg.ID, got, i)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("node %d did not commit proposal %d", m.cfg.ID, i)
+				}
+			}
+		}
+	}
+	if msgs, _ := follower.sent.count(raftpb.MsgProp); msgs-props0 != 1 {
+		t.Errorf("the follower forwarded 50 queued proposals in %d MsgProps, want 1", msgs-props0)
+	}
+	// Per follower, the leader's own batch and the forwarded one: 2 MsgApps
+	// each.
+	if msgs, ents := leader.sent.count(raftpb.MsgApp); msgs-apps0 != 4 || ents-ents0 != 200 {
+		t.Errorf("the leader replicated 2 batches of 50 proposals to 2 followers in %d MsgApps with %d entries, want 4 with 200", msgs-apps0, ents-ents0)
 	}
 }
