@@ -106,7 +106,9 @@
 //	         key:   main revision (8 bytes, big endian) | '_' |
 //	                sub revision (8 bytes, big endian) [| 't' for a tombstone]
 //	         value: CBOR array [key, create_rev, mod_rev, version, value, lease]
-//	                (core/codec, deterministic); a tombstone stores
+//	                (deterministic, byte for byte as core/codec encodes it:
+//	                shortest heads, nil or empty value as null; kv.go
+//	                writes and reads it by hand); a tombstone stores
 //	                [key, 0, mod_rev, 0, null, 0]; a value stored as a pointer
 //	                [key, create_rev, mod_rev, version, null, lease,
 //	                 [wal_segment, offset, length, crc32c]] (7 items: the first

@@ -69,17 +69,27 @@ func (ki *keyIndex) put(rev revision) {
 	ki.modified = rev
 }
 
-// restore starts a keyIndex from its oldest stored revision.
-func (ki *keyIndex) restore(created, modified revision, ver int64) {
-	ki.modified = modified
-	ki.generations = append(ki.generations, generation{created: created, ver: ver, revs: []revision{modified}})
+// restoredKeyIndex starts the keyIndex of key from its oldest stored
+// revision, modified, in a generation created at created whose version is
+// then ver. Open makes one per key: it is one allocation.
+func restoredKeyIndex(key []byte, created, modified revision, ver int64) *keyIndex {
+	x := &struct {
+		ki  keyIndex
+		gen [1]generation
+		rev [1]revision
+	}{}
+	x.rev[0] = modified
+	x.gen[0] = generation{created: created, ver: ver, revs: x.rev[:]}
+	x.ki = keyIndex{key: key, modified: modified, generations: x.gen[:]}
+	return &x.ki
 }
 
-// restoreTombstone starts a keyIndex whose oldest stored revision is a
+// restoredTombstone starts a keyIndex whose oldest stored revision is a
 // tombstone (kept by a compaction at exactly that revision).
-func (ki *keyIndex) restoreTombstone(rev revision) {
-	ki.restore(revision{}, rev, 1)
+func restoredTombstone(key []byte, rev revision) *keyIndex {
+	ki := restoredKeyIndex(key, revision{}, rev, 1)
 	ki.generations = append(ki.generations, generation{})
+	return ki
 }
 
 func (ki *keyIndex) tombstone(rev revision) error {

@@ -218,12 +218,14 @@ func (s *Store) Leases(fn func(key []byte, lease int64) error) error {
 		if raw == nil {
 			return fmt.Errorf("mvcc: revision %d_%d missing from the backend", e.modified.main, e.modified.sub)
 		}
-		kv, _, err := decodeKV(raw)
-		if err != nil {
+		var r record
+		if err := r.parse(raw); err != nil {
 			return err
 		}
-		if kv.Lease != 0 {
-			if err := fn(kv.Key, kv.Lease); err != nil {
+		if r.lease != 0 {
+			// r aliases the transaction's bytes: fn gets a copy of the
+			// key, which it may keep.
+			if err := fn(bytes.Clone(r.key), r.lease); err != nil {
 				return err
 			}
 		}

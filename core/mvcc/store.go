@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -282,8 +284,12 @@ func (s *Store) loadFrom(tx *backend.ReadTx, allowPointers bool) (*state, error)
 		return nil, err
 	}
 
+	// The keys met so far, by key; each map key shares the bytes of its
+	// keyIndex's key, which nothing changes while the map lives.
 	keys := make(map[string]*keyIndex)
+	var all []*keyIndex // the keyIndexes of keys, in the order met
 	currentRev := int64(1)
+	var r record
 	for k, v := range tx.Range(bucketKey, nil, nil) {
 		rev, tomb, err := bytesToRev(k)
 		if err != nil {
@@ -293,40 +299,44 @@ func (s *Store) loadFrom(tx *backend.ReadTx, allowPointers bool) (*state, error)
 			return nil, fmt.Errorf("mvcc: key bucket out of order at %x", k)
 		}
 		currentRev = rev.main
-		kv, p, err := decodeKV(v)
-		if err != nil {
+		// r aliases v, valid only in tx, and is not materialised: of it,
+		// only the key of a new keyIndex is kept, copied.
+		if err := r.parse(v); err != nil {
 			return nil, fmt.Errorf("revision %x: %w", k, err)
 		}
-		if p != nil {
+		if r.pointer {
 			if !allowPointers {
 				return nil, fmt.Errorf("mvcc: revision %x: %w: the value is a pointer into another member's WAL", k, errBadPointer)
 			}
-			c := st.live[p.Seq]
+			c := st.live[r.ptr.Seq]
 			c.n++
-			c.bytes += p.Len
-			c.ever += p.Len
-			st.live[p.Seq] = c
+			c.bytes += r.ptr.Len
+			c.ever += r.ptr.Len
+			st.live[r.ptr.Seq] = c
 			st.pointers++
 		}
-		ki, ok := keys[string(kv.Key)]
+		ki, ok := keys[string(r.key)]
 		switch {
-		case !ok && tomb:
-			ki = &keyIndex{key: kv.Key}
-			ki.restoreTombstone(rev)
-			keys[string(kv.Key)] = ki
 		case !ok:
-			ki = &keyIndex{key: kv.Key}
-			ki.restore(revision{main: kv.CreateRevision}, rev, kv.Version)
-			keys[string(kv.Key)] = ki
+			if key := bytes.Clone(r.key); tomb {
+				ki = restoredTombstone(key, rev)
+			} else {
+				ki = restoredKeyIndex(key, revision{main: r.createRev}, rev, r.version)
+			}
+			keys[unsafe.String(unsafe.SliceData(ki.key), len(ki.key))] = ki
+			all = append(all, ki)
 		case tomb:
 			if err := ki.tombstone(rev); err != nil {
-				s.log.Warn("tombstone of a deleted key while restoring", "key", kv.Key, "revision", rev.main)
+				s.log.Warn("tombstone of a deleted key while restoring", "key", ki.key, "revision", rev.main)
 			}
 		default:
 			ki.put(rev)
 		}
 	}
-	for _, ki := range keys {
+	// In key order, the inserts go down the tree's rightmost path, which
+	// stays in the cache: faster than random ones, sort included.
+	slices.SortFunc(all, func(a, b *keyIndex) int { return bytes.Compare(a.key, b.key) })
+	for _, ki := range all {
 		st.index.insert(ki)
 	}
 	st.rev = max(currentRev, st.compactRev)
