@@ -178,13 +178,18 @@ func (l *liveSet) get(seq uint64) segLive {
 // that reading a value back soon after its put (the previous value an
 // overwrite reports, a watcher catching up) does not go to the disk. A
 // location names its bytes forever (segment sequences are never reused),
-// so entries never go stale. First in, first out, within a byte budget.
+// so entries never go stale. First in, first out, within a byte budget
+// that counts each entry's bookkeeping (cacheEntryOverhead) with its
+// value, so that the budget is what the cache holds in memory.
 type valueCache struct {
 	mu     sync.Mutex
 	budget int
 	size   int
 	m      map[valuePtr][]byte
-	fifo   []valuePtr
+	// The entries' locations, oldest first, in a ring: fifo[head] and
+	// the n-1 after it. At most budget/cacheEntryOverhead long.
+	fifo    []valuePtr
+	head, n int
 }
 
 func newValueCache(budget int) *valueCache {
@@ -201,9 +206,15 @@ func (c *valueCache) get(p valuePtr) ([]byte, bool) {
 	return bytes.Clone(v), ok
 }
 
+// cacheEntryOverhead is what an entry costs besides its value: its map
+// slot (key, slice header, control bytes, spare slots), its place in the
+// queue and the value's allocation rounding, about.
+const cacheEntryOverhead = 128
+
 // add keeps a copy of v for p.
 func (c *valueCache) add(p valuePtr, v []byte) {
-	if len(v) > c.budget/8 {
+	cost := len(v) + cacheEntryOverhead
+	if cost > c.budget/8 {
 		return
 	}
 	c.mu.Lock()
@@ -212,17 +223,27 @@ func (c *valueCache) add(p valuePtr, v []byte) {
 		return
 	}
 	c.m[p] = bytes.Clone(v)
-	c.fifo = append(c.fifo, p)
-	c.size += len(v)
-	for c.size > c.budget && len(c.fifo) > 0 {
-		old := c.fifo[0]
-		c.fifo = c.fifo[1:]
-		c.size -= len(c.m[old])
+	c.push(p)
+	c.size += cost
+	for c.size > c.budget && c.n > 0 {
+		old := c.fifo[c.head]
+		c.head = (c.head + 1) % len(c.fifo)
+		c.n--
+		c.size -= len(c.m[old]) + cacheEntryOverhead
 		delete(c.m, old)
 	}
-	if len(c.fifo) == 0 {
-		c.fifo = nil // let the backing array go
+}
+
+// push appends p to the ring, doubling it when full.
+func (c *valueCache) push(p valuePtr) {
+	if c.n == len(c.fifo) {
+		grown := make([]valuePtr, max(2*len(c.fifo), 64))
+		k := copy(grown, c.fifo[c.head:])
+		copy(grown[k:], c.fifo[:c.head])
+		c.fifo, c.head = grown, 0
 	}
+	c.fifo[(c.head+c.n)%len(c.fifo)] = p
+	c.n++
 }
 
 // resolve reads the value p points at.

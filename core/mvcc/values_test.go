@@ -591,3 +591,30 @@ func TestValues_LeasesReadsNoValue(t *testing.T) {
 		t.Fatalf("Leases read %d values from the WAL", n)
 	}
 }
+
+// The cache holds the newest values whose values and bookkeeping fit its
+// budget, evicting the oldest first, through many turns of its ring.
+func TestValues_CacheKeepsTheNewestWithinItsBudget(t *testing.T) {
+	const budget, valLen = 64 << 10, 200
+	c := newValueCache(budget)
+	fits := budget / (valLen + cacheEntryOverhead)
+	val := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, valLen) }
+	for i := range 10 * fits {
+		c.add(valuePtr{Seq: 1, Off: int64(i), Len: valLen}, val(i))
+		if c.size > budget {
+			t.Fatalf("after %d adds the cache holds %d bytes, budget %d", i+1, c.size, budget)
+		}
+		if i%97 != 0 {
+			continue
+		}
+		for j := max(0, i-fits-3); j <= i; j++ {
+			got, ok := c.get(valuePtr{Seq: 1, Off: int64(j), Len: valLen})
+			if want := j > i-fits; ok != want || ok && !bytes.Equal(got, val(j)) {
+				t.Fatalf("after %d adds, value %d cached %v, want %v", i+1, j, ok, want)
+			}
+		}
+	}
+	if len(c.m) != fits || c.n != fits || len(c.fifo) > 2*fits {
+		t.Fatalf("%d entries, %d queued in a ring of %d, want %d", len(c.m), c.n, len(c.fifo), fits)
+	}
+}
