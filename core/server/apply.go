@@ -28,7 +28,8 @@ const (
 
 // request is the payload of a normal Raft entry: a CBOR envelope whose body
 // is the client's etcd request in its own protobuf encoding, so that a
-// request is encoded once on its way from the client to the log.
+// request is encoded once on its way from the client to the log
+// (envelope.go writes and reads it by hand).
 type request struct {
 	_    struct{} `cbor:",toarray"`
 	ID   uint64
@@ -49,10 +50,7 @@ func (s *Server) propose(ctx context.Context, kind uint8, body []byte) (any, err
 		return nil, ErrRequestTooLarge
 	}
 	id := s.nextID()
-	data, err := codec.Marshal(request{ID: id, Kind: kind, Body: body})
-	if err != nil {
-		return nil, err
-	}
+	data := encodeRequest(id, kind, body)
 	return s.submitAndWait(ctx, id, func(ctx context.Context) error { return s.node.Propose(ctx, data) })
 }
 
@@ -144,8 +142,8 @@ func (s *Server) apply(ents []*raftpb.Entry) {
 		case e.GetType() == raftpb.EntryConfChange:
 			s.applyConfChange(e)
 		case len(e.GetData()) > 0:
-			var req request
-			if err := codec.Unmarshal(e.GetData(), &req); err != nil {
+			req, err := decodeRequest(e.GetData())
+			if err != nil {
 				// Committed by a quorum but unreadable: this binary cannot
 				// follow the log, and skipping would diverge.
 				s.cfg.Fatal(fmt.Errorf("decoding committed entry %d: %w", e.GetIndex(), err))
