@@ -46,6 +46,9 @@ func TestStore_ReadsSeeAppliedWritesBeforeTheyAreCommitted(t *testing.T) {
 					}
 				}
 			}
+			// The last commit may still run in the background: wait
+			// for it (nothing is pending, so this commits nothing more).
+			waitCommit(t, direct.Store)
 			if direct.Commits() != int64(len(direct.ops)) {
 				t.Fatalf("BatchLimit 1 committed %d times in %d Applies", direct.Commits(), len(direct.ops))
 			}
@@ -150,6 +153,9 @@ func TestStore_BatchLimitCommitsInApply(t *testing.T) {
 		t.Fatalf("%d commits below the limit", s.Commits())
 	}
 	s.put("a", "3")
+	// The Apply handed the writes to a commit, which runs in the
+	// background: wait for it.
+	waitCommit(t, s.Store)
 	if s.Commits() != 1 || s.CommittedIndex() != 3 || len(durations) != 1 {
 		t.Fatalf("%d commits, committed index %d, %d observations; want 1, 3, 1", s.Commits(), s.CommittedIndex(), len(durations))
 	}
@@ -158,6 +164,7 @@ func TestStore_BatchLimitCommitsInApply(t *testing.T) {
 	}
 	// One Apply of many entries commits once, at its end.
 	s.apply(putReq("b", "1"), putReq("b", "2"), putReq("b", "3"), putReq("b", "4"), putReq("b", "5"), putReq("b", "6"), putReq("b", "7"))
+	waitCommit(t, s.Store)
 	if s.Commits() != 2 || s.CommittedIndex() != 10 {
 		t.Fatalf("%d commits, committed index %d; want 2, 10", s.Commits(), s.CommittedIndex())
 	}

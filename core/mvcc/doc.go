@@ -35,14 +35,19 @@
 // # Durability
 //
 // Applied writes are committed to disk in batches: Options.BatchInterval
-// after the first uncommitted write (default 100 ms), in Apply once
+// after the first uncommitted write (default 100 ms), started by Apply once
 // Options.BatchLimit backend writes are pending (default 10000), and on
-// ForceCommit, Snapshot and Close. An idle store never writes. The
+// ForceCommit, Snapshot and Close (which wait until it is on disk). A
+// commit runs in the background (persist/backend): Apply never waits for
+// it, except when BatchLimit is reached while the previous commit still
+// runs. An idle store never writes. The
 // consistent index goes into the same bbolt transaction as the writes it
 // covers, so a crash loses both together: after a restart ConsistentIndex
 // is the one on disk and the server replays the Raft entries above it,
 // which rebuilds exactly the same state. Until then those entries must
-// stay in the Raft log: CommittedIndex is the consistent index on disk, and
+// stay in the Raft log: CommittedIndex is the consistent index on disk
+// (captured when a commit takes its writes, published when it is on disk,
+// so never ahead of the disk even while Apply runs during a commit), and
 // the server calls ForceCommit before it drops entries (Raft snapshot, log
 // compaction). Snapshot streams the backend file as of a commit to a
 // follower, which installs it with Restore.

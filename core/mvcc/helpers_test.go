@@ -272,3 +272,17 @@ func (ts *testStore) readState() readState {
 	st.Txn = txn.String()
 	return st
 }
+
+// waitCommit waits for the backend commit in progress, if any (one that
+// BatchLimit started at the end of an Apply runs in the background). It
+// fails the test if writes are pending, since ForceCommit would then
+// commit them too.
+func waitCommit(t testing.TB, s *Store) {
+	t.Helper()
+	if n := s.be.Pending(); n != 0 {
+		t.Fatalf("waitCommit: %d writes pending", n)
+	}
+	if err := s.ForceCommit(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -195,15 +195,22 @@ func Open(path string, opts Options) (*Store, error) {
 		BatchLimit:    opts.BatchLimit,
 		Clock:         opts.Clock,
 		OpenFile:      opts.backendOpenFile,
-		OnCommit: func(d time.Duration) {
-			// Commits run with the batch locked, after the Apply that
-			// stored this index into it has published.
-			s.committedIndex.Store(s.consistentIndex.Load())
-			s.live.committed()
-			if opts.OnCommit != nil {
-				opts.OnCommit(d)
+		// A commit runs in the background while Apply goes on: what it
+		// covers is captured when it takes the pending writes (between
+		// Applies, with the batch locked: consistentIndex and the pointer
+		// counts then describe exactly the writes it commits, the
+		// consistent index among them) and published once they are on
+		// disk. This must not take s.mu: Restore holds s.mu while it
+		// waits for a commit in progress.
+		Freeze: func() func() {
+			ci := s.consistentIndex.Load()
+			mark := s.live.freeze()
+			return func() {
+				s.committedIndex.Store(ci)
+				s.live.committed(mark)
 			}
 		},
+		OnCommit: opts.OnCommit,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mvcc: %w", err)
@@ -620,8 +627,9 @@ func (w *writer) addLive(seq uint64, n, bytes int64) {
 // the result to readers: Range, ReadTxn, History and HashKV see it as soon
 // as Apply returns. It does not wait for the disk: the batch is committed
 // (in the same bbolt transaction as the consistent index, so a crash loses
-// both together) after Options.BatchInterval, or in this call once
-// Options.BatchLimit writes are pending. Ops with Index <=
+// both together) in the background, after Options.BatchInterval, or
+// starting in this call once Options.BatchLimit writes are pending (this
+// call then waits only if the previous commit still runs). Ops with Index <=
 // ConsistentIndex() were applied before and are skipped with an empty
 // Result.
 //

@@ -62,9 +62,15 @@ type segLive struct {
 // (Store.gen) it began at; a segment that lost its last pointer at
 // generation g stays pinned while a view of a generation below g is open.
 type liveSet struct {
-	mu       sync.Mutex
-	segs     map[uint64]segLive
-	unsynced map[uint64]bool   // lost pointers in writes not yet committed
+	mu   sync.Mutex
+	segs map[uint64]segLive
+	// unsynced are the segments that lost pointers in writes not yet
+	// committed, with the epoch of the last such write: the number of
+	// commits that took writes (freeze) before it. A commit that took the
+	// writes up to epoch e clears the entries of epochs <= e only: the
+	// writes made while it ran are not on disk yet.
+	unsynced map[uint64]uint64
+	epoch    uint64
 	retired  map[uint64]uint64 // lost its last pointer at this generation
 	views    map[uint64]int    // open read views by generation
 }
@@ -72,7 +78,7 @@ type liveSet struct {
 func newLiveSet() *liveSet {
 	return &liveSet{
 		segs:     map[uint64]segLive{},
-		unsynced: map[uint64]bool{},
+		unsynced: map[uint64]uint64{},
 		retired:  map[uint64]uint64{},
 		views:    map[uint64]int{},
 	}
@@ -91,7 +97,7 @@ func (l *liveSet) merge(delta map[uint64]segLive, gen uint64) {
 		c.bytes += d.bytes
 		c.ever += d.ever
 		if d.n < 0 {
-			l.unsynced[seq] = true
+			l.unsynced[seq] = l.epoch
 		}
 		if c.n > 0 {
 			l.segs[seq] = c
@@ -129,12 +135,29 @@ func (l *liveSet) reset(segs map[uint64]segLive, gen uint64) {
 	clear(l.unsynced)
 }
 
-// committed is called after every backend commit: the pointers removed
-// so far are removed on disk too.
-func (l *liveSet) committed() {
+// freeze is called when a backend commit takes the pending writes (with
+// the batch locked, so every merge so far is of writes it takes, and none
+// after is): it returns the mark to pass to committed once that commit is
+// on disk.
+func (l *liveSet) freeze() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	clear(l.unsynced)
+	mark := l.epoch
+	l.epoch++
+	return mark
+}
+
+// committed is called when the commit that froze at mark is on disk: the
+// pointers removed by the writes it took are removed on disk too. Those
+// removed since (in writes still in memory) are not.
+func (l *liveSet) committed(mark uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for seq, e := range l.unsynced {
+		if e <= mark {
+			delete(l.unsynced, seq)
+		}
+	}
 }
 
 func (l *liveSet) addView(gen uint64) {
@@ -154,7 +177,7 @@ func (l *liveSet) removeView(gen uint64) {
 func (l *liveSet) pinned(seq uint64) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.segs[seq].n > 0 || l.unsynced[seq] {
+	if _, unsynced := l.unsynced[seq]; l.segs[seq].n > 0 || unsynced {
 		return true
 	}
 	if g, ok := l.retired[seq]; ok {

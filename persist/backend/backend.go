@@ -47,10 +47,19 @@ type Options struct {
 	// InitialMmapSize is bbolt's initial memory map; 0:
 	// DefaultInitialMmapSize.
 	InitialMmapSize int
+	// Freeze, if set, is called when a commit takes the pending writes:
+	// with the batch locked, between batches, so the writer's own state
+	// then describes exactly the writes being committed (core/mvcc
+	// captures its consistent index here). The function it returns, if
+	// not nil, is called once that commit is on disk, before OnCommit;
+	// not at all if the commit fails. Both run on the committing
+	// goroutine, which holds no lock the writer or readers take: they
+	// must be quick and must not call the Backend.
+	Freeze func() (committed func())
 	// OnCommit, if set, is called after each successful commit with its
-	// duration (etcd_disk_backend_commit_duration_seconds). It runs on the
-	// committing goroutine with the batch locked: it must be quick and must
-	// not call the Backend.
+	// duration (etcd_disk_backend_commit_duration_seconds), on the
+	// committing goroutine (see Freeze). It must be quick and must not
+	// call the Backend.
 	OnCommit func(time.Duration)
 	// Clock drives the batch timer; nil: the real clock.
 	Clock Clock
@@ -75,24 +84,42 @@ type Backend struct {
 	dbMu sync.RWMutex
 	db   *bolt.DB
 
-	// buf is the published buffer: every write since the last commit that
-	// readers may see. It is loaded under dbMu (shared) just before the
-	// bbolt read transaction begins, so it always covers that transaction.
-	buf atomic.Pointer[buffer]
+	// view is what readers see over bbolt: the committing buffer (the
+	// writes of the commit in progress, until bbolt holds them) and the
+	// published work buffer (every write published since). It is loaded
+	// just before a bbolt read transaction begins, so it always covers
+	// that transaction. vmu serializes its stores (the writer's Publish
+	// and freeze, the committer's drop of the committing buffer).
+	view atomic.Pointer[pubView]
+	vmu  sync.Mutex
 
-	// wmu serializes the writer, commits and Restore; it guards the fields
-	// below.
+	// wmu serializes the writer, the freezing of a batch for a commit,
+	// and Restore; it guards the fields below. A commit itself runs
+	// without it.
 	wmu      sync.Mutex
-	tx       *bolt.Tx // the batch; nil until the first BeginBatch after a commit
-	work     *buffer  // the batch's writes, the writer's copy
-	pending  int      // writes in the batch
-	dirty    bool     // work has writes that are not published
+	buckets  map[string]bool // Options.Buckets: the ones Put may write
+	work     *buffer         // the writes not yet handed to a commit, the writer's copy
+	pending  int             // writes in work
+	dirty    bool            // work has writes that are not published
 	timer    Timer
-	batchGen uint64 // bumped by every commit and rollback: stale timers do nothing
-	err      error  // sticky failure, wraps ErrFailed
+	batchGen uint64     // bumped by every freeze and drop: stale timers do nothing
+	inflight *commitJob // the commit in progress (or just finished); nil: none
 	closed   atomic.Bool
 
+	emu sync.Mutex
+	err error // sticky failure, wraps ErrFailed
+
 	commits atomic.Int64
+
+	// commitHook, if set (tests), runs on the committing goroutine before
+	// the commit writes anything.
+	commitHook func(*commitJob)
+}
+
+// pubView is the published state over bbolt; immutable.
+type pubView struct {
+	committing *buffer // nil: no commit in progress
+	work       *buffer
 }
 
 // Open opens (creating if missing) the bbolt file at path and creates the
@@ -108,6 +135,10 @@ func Open(path string, opts Options) (*Backend, error) {
 		limit:    opts.BatchLimit,
 		work:     newBuffer(),
 		seq:      map[string]bool{},
+		buckets:  map[string]bool{},
+	}
+	for _, name := range opts.Buckets {
+		b.buckets[string(name)] = true
 	}
 	for _, name := range opts.SeqBuckets {
 		b.seq[string(name)] = true
@@ -129,7 +160,7 @@ func Open(path string, opts Options) (*Backend, error) {
 		return nil, err
 	}
 	b.db = db
-	b.buf.Store(emptyBuffer)
+	b.view.Store(&pubView{work: emptyBuffer})
 	return b, nil
 }
 
@@ -180,20 +211,23 @@ func createBuckets(db *bolt.DB, names [][]byte) error {
 	})
 }
 
-// Close commits the pending batch (unless the backend failed) and closes
-// the file. It waits for open read transactions and snapshots. It returns
-// the commit error, or the earlier failure.
+// Close commits the pending writes (unless the backend failed), waiting
+// for a commit in progress, and closes the file. It waits for open read
+// transactions and snapshots. It returns the commit error, or the earlier
+// failure.
 func (b *Backend) Close() error {
 	b.wmu.Lock()
 	if b.closed.Load() {
 		b.wmu.Unlock()
 		return nil
 	}
-	err := b.commitLocked()
-	if b.tx != nil {
-		_ = b.tx.Rollback() // a batch without writes, or a failed one
-		b.tx = nil
+	err := b.commitWaitLocked()
+	if errors.Is(err, ErrClosed) {
+		// Closed by another Close while this one waited.
+		b.wmu.Unlock()
+		return nil
 	}
+	b.waitInflightLocked()
 	b.stopTimerLocked()
 	b.closed.Store(true)
 	b.wmu.Unlock()
@@ -209,15 +243,16 @@ func (b *Backend) Close() error {
 // Err is the failure that stopped the backend (wrapping ErrFailed), or
 // nil.
 func (b *Backend) Err() error {
-	b.wmu.Lock()
-	defer b.wmu.Unlock()
+	b.emu.Lock()
+	defer b.emu.Unlock()
 	return b.err
 }
 
 // Commits is the number of commits since Open.
 func (b *Backend) Commits() int64 { return b.commits.Load() }
 
-// Pending is the number of writes not yet committed.
+// Pending is the number of writes not yet handed to a commit (a commit in
+// progress does not count).
 func (b *Backend) Pending() int {
 	b.wmu.Lock()
 	defer b.wmu.Unlock()
@@ -249,8 +284,8 @@ func (b *Backend) SizeInUse() int64 {
 // since laid over it. It is safe for one goroutine; call Done when finished
 // (a read transaction pins the pages it reads).
 type ReadTx struct {
-	tx  *bolt.Tx
-	buf *buffer
+	tx *bolt.Tx
+	pv *pubView
 }
 
 // ReadTx begins a read transaction. It may be called from any goroutine,
@@ -261,21 +296,25 @@ func (b *Backend) ReadTx() (*ReadTx, error) {
 	if b.closed.Load() {
 		return nil, ErrClosed
 	}
-	// The buffer first: a commit that lands between the two leaves the
-	// transaction newer than the buffer's base, which the buffer still
-	// covers (it holds the latest value of every key written since).
-	buf := b.buf.Load()
+	// The view first: a commit that lands between the two leaves the
+	// transaction newer than the view's base, which the view still covers
+	// (it holds the latest value of every key written since, and drops the
+	// committing buffer only once bbolt holds it).
+	pv := b.view.Load()
 	tx, err := b.db.Begin(false)
 	if err != nil {
 		return nil, fmt.Errorf("backend: begin read: %w", err)
 	}
-	return &ReadTx{tx: tx, buf: buf}, nil
+	return &ReadTx{tx: tx, pv: pv}, nil
 }
 
 // Get returns the value of key in bucket, nil if absent. The value is valid
 // until Done.
 func (t *ReadTx) Get(bucket, key []byte) []byte {
-	if v, ok := t.buf.get(bucket, key); ok {
+	if v, ok := t.pv.work.get(bucket, key); ok {
+		return v
+	}
+	if v, ok := t.pv.committing.get(bucket, key); ok {
 		return v
 	}
 	if bk := t.tx.Bucket(bucket); bk != nil {
@@ -287,7 +326,7 @@ func (t *ReadTx) Get(bucket, key []byte) []byte {
 // Range iterates the keys of bucket in [from, to) in order (nil from: from
 // the first key; nil to: to the last). Keys and values are valid until Done.
 func (t *ReadTx) Range(bucket, from, to []byte) iter.Seq2[[]byte, []byte] {
-	return t.buf.overlay(bucket, t.tx.Bucket(bucket), from, to)
+	return overlay(bucket, t.tx.Bucket(bucket), from, to, t.pv.work, t.pv.committing)
 }
 
 // HasBucket reports whether bucket exists.
@@ -300,8 +339,9 @@ func (t *ReadTx) Done() { _ = t.tx.Rollback() }
 // received from the leader), moving it into place: path must be on the
 // same file system as the database. check, if not nil, is called first
 // with a read transaction on the new file; its error refuses the file and
-// leaves the backend as it was. Then the uncommitted batch is dropped (the
-// snapshot supersedes it), Restore waits for open read transactions and
+// leaves the backend as it was. Then a commit in progress is waited for,
+// the writes not yet handed to a commit are dropped (the snapshot
+// supersedes them), Restore waits for open read transactions and
 // snapshots to end, and the file is synced, renamed over the database, the
 // directory synced, and the database reopened. An error after that point
 // leaves the backend failed (ErrFailed).
@@ -319,8 +359,13 @@ func (b *Backend) Restore(path string, check func(*ReadTx) error) error {
 	if b.closed.Load() {
 		return ErrClosed
 	}
-	if b.err != nil {
-		return b.err
+	if err := b.Err(); err != nil {
+		return err
+	}
+	// A commit in progress completes first: it cannot be called back.
+	b.waitInflightLocked()
+	if err := b.usableLocked(); err != nil {
+		return err
 	}
 	b.dropBatchLocked()
 
@@ -339,7 +384,9 @@ func (b *Backend) Restore(path string, check func(*ReadTx) error) error {
 		return b.failLocked(fmt.Errorf("restore: %w", err))
 	}
 	b.db = db
-	b.buf.Store(emptyBuffer)
+	b.vmu.Lock()
+	b.view.Store(&pubView{work: emptyBuffer})
+	b.vmu.Unlock()
 	b.log.Info("backend restored from snapshot", "path", b.path, "from", path)
 	return nil
 }
@@ -350,7 +397,7 @@ func checkFile(path string, check func(*ReadTx) error) error {
 		return err
 	}
 	defer db.Close()
-	return db.View(func(tx *bolt.Tx) error { return check(&ReadTx{tx: tx, buf: emptyBuffer}) })
+	return db.View(func(tx *bolt.Tx) error { return check(&ReadTx{tx: tx, pv: &pubView{work: emptyBuffer}}) })
 }
 
 // replaceFile syncs from, renames it to to and syncs the directory.

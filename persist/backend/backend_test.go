@@ -221,7 +221,11 @@ func TestBackend_BatchLimitCommitsAtEnd(t *testing.T) {
 	if b.Commits() != 0 {
 		t.Fatal("committed below the limit")
 	}
-	write(t, b, "d", "1", "e", "1", "f", "1") // 6 >= 4: one commit, at End
+	write(t, b, "d", "1", "e", "1", "f", "1") // 6 >= 4: one commit, started at End
+	if b.Pending() != 0 {
+		t.Fatalf("End did not hand the writes to a commit: %d pending", b.Pending())
+	}
+	waitCommit(b)
 	if b.Commits() != 1 || b.Pending() != 0 || clock.Armed() != 0 {
 		t.Fatalf("%d commits, %d pending, %d timers", b.Commits(), b.Pending(), clock.Armed())
 	}

@@ -116,3 +116,11 @@ func crashImage(t testing.TB, b *Backend) string {
 	}
 	return path
 }
+
+// waitCommit waits for the commit in progress, if any (End starts one in
+// the background once BatchLimit writes are pending).
+func waitCommit(b *Backend) {
+	b.wmu.Lock()
+	b.waitInflightLocked()
+	b.wmu.Unlock()
+}

@@ -26,15 +26,16 @@ type Snapshot struct {
 	done chan struct{}  // closed when the Read goroutine let go of tx
 }
 
-// Snapshot commits the pending writes (ForceCommit) and takes a snapshot
-// of the result. It fails with the sticky failure (ErrFailed).
+// Snapshot commits the pending writes (ForceCommit: everything published
+// so far, waiting for a commit in progress) and takes a snapshot of the
+// result. It fails with the sticky failure (ErrFailed).
 func (b *Backend) Snapshot() (*Snapshot, error) {
 	b.wmu.Lock()
 	defer b.wmu.Unlock()
 	if b.closed.Load() {
 		return nil, ErrClosed
 	}
-	if err := b.commitLocked(); err != nil {
+	if err := b.commitWaitLocked(); err != nil {
 		return nil, err
 	}
 	b.dbMu.RLock()
@@ -115,7 +116,7 @@ func (s *Snapshot) rollback() error {
 // from: from the first key; nil to: to the last). Keys and values are
 // valid until Close.
 func (s *Snapshot) Range(bucket, from, to []byte) iter.Seq2[[]byte, []byte] {
-	return emptyBuffer.overlay(bucket, s.tx.Bucket(bucket), from, to)
+	return overlay(bucket, s.tx.Bucket(bucket), from, to)
 }
 
 // copyBatch bounds the writes of one transaction of CopyTo.
