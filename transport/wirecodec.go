@@ -16,17 +16,11 @@ import (
 // structs of wireform_test.go) writes and accepts exactly what it accepts,
 // which the tests check against it.
 
-// CBOR major types and simple values used here.
+// The CBOR simple values used here, besides codec.Null and
+// codec.Undefined.
 const (
-	majorUint   = 0 << 5
-	majorNeg    = 1 << 5
-	majorBytes  = 2 << 5
-	majorArray  = 4 << 5
-	majorSimple = 7 << 5 // simple values and floats
-	cborFalse   = majorSimple | simpleFalse
-	cborTrue    = majorSimple | simpleTrue
-	cborNull    = majorSimple | 22
-	cborUndef   = majorSimple | simpleUndef
+	cborFalse   = codec.MajorSimple | simpleFalse
+	cborTrue    = codec.MajorSimple | simpleTrue
 	simpleFalse = 20
 	simpleTrue  = 21
 	simpleUndef = 23
@@ -46,7 +40,7 @@ const (
 // appendFrame appends to dst a frame holding msgs.
 func appendFrame(dst []byte, msgs []*raftpb.Message) []byte {
 	start := len(dst)
-	dst = appendHead(append(dst, 0, 0, 0, 0), majorArray, uint64(len(msgs)))
+	dst = codec.AppendHead(append(dst, 0, 0, 0, 0), codec.MajorArray, uint64(len(msgs)))
 	for _, m := range msgs {
 		dst = appendMessage(dst, m)
 	}
@@ -86,7 +80,7 @@ func (f *frameBuf) add(m *raftpb.Message, maxFrame int) (size int, ok bool) {
 // up against the first message and the length put before it.
 func (f *frameBuf) frame() []byte {
 	var h [maxArrayHeaderLen]byte
-	head := appendHead(h[:0], majorArray, uint64(f.n))
+	head := codec.AppendHead(h[:0], codec.MajorArray, uint64(f.n))
 	start := frameLen(0) - len(head) - frameHeaderLen
 	copy(f.b[start+frameHeaderLen:], head)
 	binary.BigEndian.PutUint32(f.b[start:], uint32(len(f.b)-start-frameHeaderLen))
@@ -95,7 +89,7 @@ func (f *frameBuf) frame() []byte {
 
 // appendMessage appends the encoding of m, an element of a frame's array.
 func appendMessage(b []byte, m *raftpb.Message) []byte {
-	b = append(b, majorArray|messageFields)
+	b = append(b, codec.MajorArray|messageFields)
 	b = appendEnum(b, m.Type)
 	b = appendOptUint(b, m.To)
 	b = appendOptUint(b, m.From)
@@ -103,34 +97,34 @@ func appendMessage(b []byte, m *raftpb.Message) []byte {
 	b = appendOptUint(b, m.LogTerm)
 	b = appendOptUint(b, m.Index)
 	if len(m.Entries) == 0 {
-		b = append(b, cborNull)
+		b = append(b, codec.Null)
 	} else {
-		b = appendHead(b, majorArray, uint64(len(m.Entries)))
+		b = codec.AppendHead(b, codec.MajorArray, uint64(len(m.Entries)))
 		for _, e := range m.Entries {
 			if e == nil {
 				e = &raftpb.Entry{} // a nil entry goes as an empty one
 			}
-			b = append(b, majorArray|entryFields)
+			b = append(b, codec.MajorArray|entryFields)
 			b = appendOptUint(b, e.Term)
 			b = appendOptUint(b, e.Index)
 			b = appendEnum(b, e.Type)
-			b = appendBytes(b, e.Data)
+			b = codec.AppendBytes(b, e.Data)
 		}
 	}
 	b = appendOptUint(b, m.Commit)
 	b = appendOptUint(b, m.Vote)
 	if s := m.Snapshot; s == nil {
-		b = append(b, cborNull)
+		b = append(b, codec.Null)
 	} else {
-		b = appendBytes(append(b, majorArray|snapshotFields), s.Data)
+		b = codec.AppendBytes(append(b, codec.MajorArray|snapshotFields), s.Data)
 		if md := s.Metadata; md == nil {
-			b = append(b, cborNull)
+			b = append(b, codec.Null)
 		} else {
-			b = append(b, majorArray|metadataFields)
+			b = append(b, codec.MajorArray|metadataFields)
 			if cs := md.ConfState; cs == nil {
-				b = append(b, cborNull)
+				b = append(b, codec.Null)
 			} else {
-				b = append(b, majorArray|confStateFields)
+				b = append(b, codec.MajorArray|confStateFields)
 				b = appendUints(b, cs.Voters)
 				b = appendUints(b, cs.Learners)
 				b = appendUints(b, cs.VotersOutgoing)
@@ -143,49 +137,32 @@ func appendMessage(b []byte, m *raftpb.Message) []byte {
 	}
 	b = appendOptBool(b, m.Reject)
 	b = appendOptUint(b, m.RejectHint)
-	return appendBytes(b, m.Context)
-}
-
-// appendHead appends the shortest head of major type major with argument n
-// (RFC 8949 core deterministic encoding).
-func appendHead(b []byte, major byte, n uint64) []byte {
-	switch {
-	case n < 24:
-		return append(b, major|byte(n))
-	case n <= math.MaxUint8:
-		return append(b, major|24, byte(n))
-	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, major|25), uint16(n))
-	case n <= math.MaxUint32:
-		return binary.BigEndian.AppendUint32(append(b, major|26), uint32(n))
-	default:
-		return binary.BigEndian.AppendUint64(append(b, major|27), n)
-	}
+	return codec.AppendBytes(b, m.Context)
 }
 
 func appendOptUint(b []byte, p *uint64) []byte {
 	if p == nil {
-		return append(b, cborNull)
+		return append(b, codec.Null)
 	}
-	return appendHead(b, majorUint, *p)
+	return codec.AppendHead(b, codec.MajorUint, *p)
 }
 
 // appendEnum appends *p, possibly negative, or null.
 func appendEnum[T ~int32](b []byte, p *T) []byte {
 	switch {
 	case p == nil:
-		return append(b, cborNull)
+		return append(b, codec.Null)
 	case *p < 0:
-		return appendHead(b, majorNeg, uint64(^int64(*p)))
+		return codec.AppendHead(b, codec.MajorNeg, uint64(^int64(*p)))
 	default:
-		return appendHead(b, majorUint, uint64(*p))
+		return codec.AppendHead(b, codec.MajorUint, uint64(*p))
 	}
 }
 
 func appendOptBool(b []byte, p *bool) []byte {
 	switch {
 	case p == nil:
-		return append(b, cborNull)
+		return append(b, codec.Null)
 	case *p:
 		return append(b, cborTrue)
 	default:
@@ -193,23 +170,14 @@ func appendOptBool(b []byte, p *bool) []byte {
 	}
 }
 
-// appendBytes appends s as a byte string, or null if s is nil (an empty
-// non-nil s is an empty byte string).
-func appendBytes(b, s []byte) []byte {
-	if s == nil {
-		return append(b, cborNull)
-	}
-	return append(appendHead(b, majorBytes, uint64(len(s))), s...)
-}
-
 // appendUints appends s as an array, or null if it is empty.
 func appendUints(b []byte, s []uint64) []byte {
 	if len(s) == 0 {
-		return append(b, cborNull)
+		return append(b, codec.Null)
 	}
-	b = appendHead(b, majorArray, uint64(len(s)))
+	b = codec.AppendHead(b, codec.MajorArray, uint64(len(s)))
 	for _, v := range s {
-		b = appendHead(b, majorUint, v)
+		b = codec.AppendHead(b, codec.MajorUint, v)
 	}
 	return b
 }
@@ -309,42 +277,25 @@ func (d *decoder) head() (major byte, arg uint64) {
 		return 0, 0
 	}
 	ib := d.b[d.off]
-	major, ai := ib&0xe0, ib&0x1f
-	if ai < 24 {
-		d.off++
-		return major, uint64(ai)
-	}
-	if ai > 27 || major == majorSimple && ai > 24 {
-		d.fail("initial byte %#x (indefinite length, float or reserved)", ib)
+	major, arg, n, err := codec.ReadHead(d.b[d.off:])
+	switch {
+	case err != nil:
+		d.fail("%v", err)
 		return 0, 0
-	}
-	n := 1 << (ai - 24)
-	if len(d.b)-d.off-1 < n {
-		d.fail("unexpected end of data")
+	case major == codec.MajorSimple && n > 2:
+		d.fail("initial byte %#x (a float)", ib)
 		return 0, 0
-	}
-	p := d.b[d.off+1:]
-	switch n {
-	case 1:
-		arg = uint64(p[0])
-	case 2:
-		arg = uint64(binary.BigEndian.Uint16(p))
-	case 4:
-		arg = uint64(binary.BigEndian.Uint32(p))
-	default:
-		arg = binary.BigEndian.Uint64(p)
-	}
-	if major == majorSimple && arg < 32 {
+	case major == codec.MajorSimple && n == 2 && arg < 32:
 		d.fail("simple value %d in two bytes", arg)
 		return 0, 0
 	}
-	d.off += 1 + n
+	d.off += n
 	return major, arg
 }
 
 // null consumes a null or undefined and reports whether it did.
 func (d *decoder) null() bool {
-	if d.err == nil && d.off < len(d.b) && (d.b[d.off] == cborNull || d.b[d.off] == cborUndef) {
+	if d.err == nil && d.off < len(d.b) && (d.b[d.off] == codec.Null || d.b[d.off] == codec.Undefined) {
 		d.off++
 		return true
 	}
@@ -355,11 +306,11 @@ func (d *decoder) null() bool {
 func (d *decoder) unsigned() uint64 {
 	major, v := d.head()
 	switch {
-	case major == majorUint:
+	case major == codec.MajorUint:
 		return v
-	case major == majorSimple && (v < simpleFalse || v > simpleUndef):
+	case major == codec.MajorSimple && (v < simpleFalse || v > simpleUndef):
 		return v
-	case major == majorSimple && v > simpleTrue:
+	case major == codec.MajorSimple && v > simpleTrue:
 		return 0
 	}
 	d.fail("want an unsigned integer")
@@ -389,7 +340,7 @@ func (d *decoder) optBool(slot *bool) *bool {
 	if d.null() {
 		return nil
 	}
-	if major, v := d.head(); major == majorSimple && (v == simpleFalse || v == simpleTrue) {
+	if major, v := d.head(); major == codec.MajorSimple && (v == simpleFalse || v == simpleTrue) {
 		*slot = v == simpleTrue
 		return slot
 	}
@@ -405,7 +356,7 @@ func (d *decoder) arrayHead(minLen int) int {
 		return 0
 	}
 	major, n := d.head()
-	if major != majorArray && d.err == nil {
+	if major != codec.MajorArray && d.err == nil {
 		d.fail("want an array")
 	}
 	if n > codec.MaxArrayElements || n > uint64((len(d.b)-d.off)/minLen) {
@@ -423,7 +374,7 @@ func (d *decoder) record(fields uint64) bool {
 	if d.null() {
 		return false
 	}
-	if major, n := d.head(); (major != majorArray || n != fields) && d.err == nil {
+	if major, n := d.head(); (major != codec.MajorArray || n != fields) && d.err == nil {
 		d.fail("want an array of %d", fields)
 	}
 	return d.err == nil
@@ -434,7 +385,7 @@ func (d *decoder) byteString() []byte {
 	if d.err != nil || d.null() {
 		return nil
 	}
-	if d.off < len(d.b) && d.b[d.off]&0xe0 == majorArray {
+	if d.off < len(d.b) && d.b[d.off]&0xe0 == codec.MajorArray {
 		b := make([]byte, d.arrayHead(1))
 		for i := range b {
 			if v := d.unsigned(); v <= math.MaxUint8 {
@@ -446,7 +397,7 @@ func (d *decoder) byteString() []byte {
 		return b
 	}
 	major, n := d.head()
-	if major != majorBytes || n > uint64(len(d.b)-d.off) {
+	if major != codec.MajorBytes || n > uint64(len(d.b)-d.off) {
 		d.fail("want a byte string")
 		return nil
 	}

@@ -78,7 +78,7 @@ func refEncodeFrame(msgs []*raftpb.Message) ([]byte, error) {
 		size += len(enc)
 	}
 	dst := make([]byte, frameHeaderLen, frameLen(size))
-	dst = appendHead(dst, majorArray, uint64(len(encs)))
+	dst = codec.AppendHead(dst, codec.MajorArray, uint64(len(encs)))
 	for _, e := range encs {
 		dst = append(dst, e...)
 	}

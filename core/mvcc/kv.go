@@ -1,12 +1,13 @@
 package mvcc
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/edgekv/edgekv/core/codec"
 )
 
 // A "key" bucket record is a CBOR array (RFC 8949) of one of two shapes:
@@ -32,20 +33,11 @@ type valuePtr struct {
 }
 
 // CBOR initial bytes: the heads of the two record shapes (arrays of 6 and
-// of 7 items) and of the pointer (4 items), null, undefined, and the major
-// types.
+// of 7 items) and of the pointer (4 items).
 const (
-	headInline    = 0x86
-	headPointer   = 0x87
-	headValuePtr  = 0x84
-	cborNull      = 0xf6
-	cborUndefined = 0xf7
-
-	majorUint  = 0 << 5
-	majorNeg   = 1 << 5
-	majorBytes = 2 << 5
-	majorArray = 4 << 5
-	majorMask  = 7 << 5
+	headInline   = 0x86
+	headPointer  = 0x87
+	headValuePtr = 0x84
 )
 
 // The most bytes a record adds to its key and value: the array heads and at
@@ -84,49 +76,19 @@ func appendKV(b []byte, kv *mvccpb.KeyValue) []byte {
 // appendPointerKV appends the record of kv with its value replaced by p.
 func appendPointerKV(b []byte, kv *mvccpb.KeyValue, p valuePtr) []byte {
 	b = append(appendFields(append(b, headPointer), kv, nil), headValuePtr)
-	b = appendHead(b, majorUint, p.Seq)
-	b = appendInt(b, p.Off)
-	b = appendInt(b, p.Len)
-	return appendHead(b, majorUint, uint64(p.CRC))
+	b = codec.AppendHead(b, codec.MajorUint, p.Seq)
+	b = codec.AppendInt(b, p.Off)
+	b = codec.AppendInt(b, p.Len)
+	return codec.AppendHead(b, codec.MajorUint, uint64(p.CRC))
 }
 
 func appendFields(b []byte, kv *mvccpb.KeyValue, value []byte) []byte {
-	b = appendBytes(b, kv.Key)
-	b = appendInt(b, kv.CreateRevision)
-	b = appendInt(b, kv.ModRevision)
-	b = appendInt(b, kv.Version)
-	b = appendBytes(b, value)
-	return appendInt(b, kv.Lease)
-}
-
-// appendHead appends the shortest head of major type major with argument
-// n.
-func appendHead(b []byte, major byte, n uint64) []byte {
-	switch {
-	case n < 24:
-		return append(b, major|byte(n))
-	case n <= math.MaxUint8:
-		return append(b, major|24, byte(n))
-	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, major|25), uint16(n))
-	case n <= math.MaxUint32:
-		return binary.BigEndian.AppendUint32(append(b, major|26), uint32(n))
-	}
-	return binary.BigEndian.AppendUint64(append(b, major|27), n)
-}
-
-func appendInt(b []byte, v int64) []byte {
-	if v < 0 {
-		return appendHead(b, majorNeg, uint64(^v)) // -1-v
-	}
-	return appendHead(b, majorUint, uint64(v))
-}
-
-func appendBytes(b, s []byte) []byte {
-	if s == nil {
-		return append(b, cborNull)
-	}
-	return append(appendHead(b, majorBytes, uint64(len(s))), s...)
+	b = codec.AppendBytes(b, kv.Key)
+	b = codec.AppendInt(b, kv.CreateRevision)
+	b = codec.AppendInt(b, kv.ModRevision)
+	b = codec.AppendInt(b, kv.Version)
+	b = codec.AppendBytes(b, value)
+	return codec.AppendInt(b, kv.Lease)
 }
 
 var (
@@ -155,7 +117,7 @@ func (r *record) parse(b []byte) error {
 	if r.pointer {
 		items = 7
 	}
-	if n := d.head(majorArray); d.err == nil && n != items {
+	if n := d.head(codec.MajorArray); d.err == nil && n != items {
 		d.fail(fmt.Sprintf("an array of %d items", n))
 	}
 	r.key = d.bytes()
@@ -165,7 +127,7 @@ func (r *record) parse(b []byte) error {
 	r.value = d.bytes()
 	r.lease = d.int()
 	if r.pointer {
-		if n := d.head(majorArray); d.err == nil && n != 4 {
+		if n := d.head(codec.MajorArray); d.err == nil && n != 4 {
 			d.fail(fmt.Sprintf("a value pointer of %d items", n))
 		}
 		r.ptr = valuePtr{Seq: d.uint(math.MaxUint64), Off: d.int(), Len: d.int(), CRC: uint32(d.uint(math.MaxUint32))}
@@ -257,35 +219,22 @@ func (d *decoder) head(major byte) uint64 {
 	case len(d.b) == 0:
 		d.fail("unexpected end")
 		return 0
-	case d.b[0]&majorMask != major:
+	case d.b[0]&codec.MajorMask != major:
 		d.fail(fmt.Sprintf("unexpected initial byte 0x%02x (want major type %d)", d.b[0], major>>5))
 		return 0
 	}
-	ai := d.b[0] &^ majorMask
-	if ai < 24 {
-		d.b = d.b[1:]
-		return uint64(ai)
-	}
-	if ai > 27 {
-		d.fail(fmt.Sprintf("indefinite length or reserved initial byte 0x%02x", d.b[0]))
+	_, n, size, err := codec.ReadHead(d.b)
+	if err != nil {
+		d.fail(err.Error())
 		return 0
 	}
-	size := 1 << (ai - 24) // 1, 2, 4 or 8 bytes
-	if len(d.b) < 1+size {
-		d.fail("unexpected end")
-		return 0
-	}
-	var n uint64
-	for _, x := range d.b[1 : 1+size] {
-		n = n<<8 | uint64(x)
-	}
-	d.b = d.b[1+size:]
+	d.b = d.b[size:]
 	return n
 }
 
 // uint reads an unsigned integer no larger than limit.
 func (d *decoder) uint(limit uint64) uint64 {
-	n := d.head(majorUint)
+	n := d.head(codec.MajorUint)
 	if n > limit {
 		d.fail(fmt.Sprintf("%d is too large", n))
 		return 0
@@ -295,16 +244,16 @@ func (d *decoder) uint(limit uint64) uint64 {
 
 // int reads an int64: major type 0, or 1 for a negative one.
 func (d *decoder) int() int64 {
-	major := byte(majorUint)
-	if len(d.b) > 0 && d.b[0]&majorMask == majorNeg {
-		major = majorNeg
+	major := byte(codec.MajorUint)
+	if len(d.b) > 0 && d.b[0]&codec.MajorMask == codec.MajorNeg {
+		major = codec.MajorNeg
 	}
 	n := d.head(major)
 	if n > math.MaxInt64 {
 		d.fail(fmt.Sprintf("%d overflows an int64", n))
 		return 0
 	}
-	if major == majorNeg {
+	if major == codec.MajorNeg {
 		return ^int64(n) // -1-n
 	}
 	return int64(n)
@@ -313,11 +262,11 @@ func (d *decoder) int() int64 {
 // bytes reads a byte string, or null (or undefined) as nil. The result
 // aliases the record.
 func (d *decoder) bytes() []byte {
-	if d.err == nil && len(d.b) > 0 && (d.b[0] == cborNull || d.b[0] == cborUndefined) {
+	if d.err == nil && len(d.b) > 0 && (d.b[0] == codec.Null || d.b[0] == codec.Undefined) {
 		d.b = d.b[1:]
 		return nil
 	}
-	n := d.head(majorBytes)
+	n := d.head(codec.MajorBytes)
 	if d.err != nil {
 		return nil
 	}

@@ -1,10 +1,11 @@
 package server
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/edgekv/edgekv/core/codec"
 )
 
 // The envelope of a normal Raft entry, request{ID, Kind, Body}, is written
@@ -13,13 +14,8 @@ import (
 // request struct, which stays the reference in the tests. Every member
 // decodes every entry, so this is on the path of every write.
 
-const (
-	cborUint  = 0 << 5
-	cborBytes = 2 << 5
-	cborNull  = 0xf6
-	// envelopeHead is the head of a three-item array.
-	envelopeHead = 4<<5 | 3
-)
+// envelopeHead is the head of a three-item array.
+const envelopeHead = codec.MajorArray | 3
 
 var errEnvelope = errors.New("malformed request envelope")
 
@@ -28,29 +24,9 @@ var errEnvelope = errors.New("malformed request envelope")
 func encodeRequest(id uint64, kind uint8, body []byte) []byte {
 	b := make([]byte, 0, 1+9+2+9+len(body))
 	b = append(b, envelopeHead)
-	b = appendCBORHead(b, cborUint, id)
-	b = appendCBORHead(b, cborUint, uint64(kind))
-	if body == nil {
-		return append(b, cborNull)
-	}
-	return append(appendCBORHead(b, cborBytes, uint64(len(body))), body...)
-}
-
-// appendCBORHead appends the shortest head of major type major with
-// argument n.
-func appendCBORHead(b []byte, major byte, n uint64) []byte {
-	switch {
-	case n < 24:
-		return append(b, major|byte(n))
-	case n <= math.MaxUint8:
-		return append(b, major|24, byte(n))
-	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, major|25), uint16(n))
-	case n <= math.MaxUint32:
-		return binary.BigEndian.AppendUint32(append(b, major|26), uint32(n))
-	default:
-		return binary.BigEndian.AppendUint64(append(b, major|27), n)
-	}
+	b = codec.AppendHead(b, codec.MajorUint, id)
+	b = codec.AppendHead(b, codec.MajorUint, uint64(kind))
+	return codec.AppendBytes(b, body)
 }
 
 // decodeRequest reads an envelope. Body aliases data (it is its tail).
@@ -64,25 +40,26 @@ func decodeRequest(data []byte) (request, error) {
 		return r, fmt.Errorf("%w: not an array of 3", errEnvelope)
 	}
 	off := 1
-	id, off, err := cborUintAt(data, off)
+	id, off, err := uintAt(data, off)
 	if err != nil {
 		return r, fmt.Errorf("%w: ID: %v", errEnvelope, err)
 	}
-	kind, off, err := cborUintAt(data, off)
+	kind, off, err := uintAt(data, off)
 	if err != nil || kind > math.MaxUint8 {
 		return r, fmt.Errorf("%w: kind: %v (%d)", errEnvelope, err, kind)
 	}
 	r.ID, r.Kind = id, uint8(kind)
-	if off < len(data) && data[off] == cborNull {
+	if off < len(data) && data[off] == codec.Null {
 		off++
 	} else {
-		if off >= len(data) || data[off]&0xe0 != cborBytes {
-			return r, fmt.Errorf("%w: body is not a byte string", errEnvelope)
+		major, n, hl, err := codec.ReadHead(data[off:])
+		if err == nil && major != codec.MajorBytes {
+			err = errors.New("not a byte string")
 		}
-		n, start, err := cborArgAt(data, off)
-		if err != nil || n > uint64(len(data)-start) {
-			return r, fmt.Errorf("%w: body of %d bytes in %d (%v)", errEnvelope, n, len(data)-start, err)
+		if err != nil || n > uint64(len(data)-off-hl) {
+			return r, fmt.Errorf("%w: body: %v (%d bytes in %d)", errEnvelope, err, n, len(data)-off-hl)
 		}
+		start := off + hl
 		off = start + int(n)
 		r.Body = data[start:off:off]
 	}
@@ -92,43 +69,15 @@ func decodeRequest(data []byte) (request, error) {
 	return r, nil
 }
 
-// cborUintAt reads an unsigned integer at data[off:] and returns it and
-// the offset after it.
-func cborUintAt(data []byte, off int) (uint64, int, error) {
-	if off >= len(data) || data[off]&0xe0 != cborUint {
-		return 0, off, errors.New("not an unsigned integer")
+// uintAt reads an unsigned integer at data[off:] and returns it and the
+// offset after it.
+func uintAt(data []byte, off int) (uint64, int, error) {
+	major, arg, n, err := codec.ReadHead(data[off:])
+	if err == nil && major != codec.MajorUint {
+		err = errors.New("not an unsigned integer")
 	}
-	return cborArgAt(data, off)
-}
-
-// cborArgAt reads the argument of the head at data[off:] (no indefinite
-// length) and returns it and the offset after the head.
-func cborArgAt(data []byte, off int) (uint64, int, error) {
-	if off >= len(data) {
-		return 0, off, errors.New("unexpected end")
+	if err != nil {
+		return 0, off, err
 	}
-	ai := data[off] & 0x1f
-	if ai < 24 {
-		return uint64(ai), off + 1, nil
-	}
-	if ai > 27 {
-		return 0, off, fmt.Errorf("head %#x", data[off])
-	}
-	n := 1 << (ai - 24)
-	if len(data)-off-1 < n {
-		return 0, off, errors.New("unexpected end")
-	}
-	p := data[off+1 : off+1+n]
-	var v uint64
-	switch n {
-	case 1:
-		v = uint64(p[0])
-	case 2:
-		v = uint64(binary.BigEndian.Uint16(p))
-	case 4:
-		v = uint64(binary.BigEndian.Uint32(p))
-	default:
-		v = binary.BigEndian.Uint64(p)
-	}
-	return v, off + 1 + n, nil
+	return arg, off + n, nil
 }
