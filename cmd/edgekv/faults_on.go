@@ -172,8 +172,10 @@ func withDiskFaults(ctx context.Context, o wal.Options, dataDir string, lg *slog
 		o.FS = faults
 		lg.Warn("FAULT INJECTION: the write-ahead log's syncs will fail with EIO on SIGUSR2 (test build)", "env", diskFaultEnv+"=1")
 		onSignal(ctx, syscall.SIGUSR2, func() {
-			faults.FailSyncs(syscall.EIO)
+			// Logged first: the next sync fails at once, and the member
+			// may exit before a line logged after it.
 			lg.Warn("FAULT INJECTION: every sync of the write-ahead log fails with EIO from now on (SIGUSR2)")
+			faults.FailSyncs(syscall.EIO)
 		})
 	}
 	return o, nil
