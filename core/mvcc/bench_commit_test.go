@@ -1,13 +1,10 @@
 package mvcc
 
 import (
-	"encoding/binary"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
-
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
 // BenchmarkApplyLatencyAcrossCommits applies puts (8-byte keys, 256-byte
@@ -29,14 +26,8 @@ func BenchmarkApplyLatencyAcrossCommits(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			value := make([]byte, 256)
 			const keys = 1 << 16
-			reqs := make([]*pb.PutRequest, keys)
-			for i := range reqs {
-				key := make([]byte, 8)
-				binary.BigEndian.PutUint64(key, uint64(i))
-				reqs[i] = &pb.PutRequest{Key: key, Value: value}
-			}
+			reqs := putRequests(keys)
 			lat := make([]time.Duration, 0, b.N)
 			index := uint64(0)
 			commits0 := s.Commits()

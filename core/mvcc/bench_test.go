@@ -60,14 +60,8 @@ func BenchmarkApplyPut(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			value := make([]byte, 256)
 			const keys = 1 << 16
-			reqs := make([]*pb.PutRequest, keys)
-			for i := range reqs {
-				key := make([]byte, 8)
-				binary.BigEndian.PutUint64(key, uint64(i))
-				reqs[i] = &pb.PutRequest{Key: key, Value: value}
-			}
+			reqs := putRequests(keys)
 			index := uint64(0)
 			commits0 := s.Commits()
 			wchar0, wb0, ioOK := ioCounters()
@@ -93,4 +87,16 @@ func BenchmarkApplyPut(b *testing.B) {
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "puts/s")
 		})
 	}
+}
+
+// putRequests returns puts of 256-byte values to n 8-byte keys.
+func putRequests(n int) []*pb.PutRequest {
+	value := make([]byte, 256)
+	reqs := make([]*pb.PutRequest, n)
+	for i := range reqs {
+		key := make([]byte, 8)
+		binary.BigEndian.PutUint64(key, uint64(i))
+		reqs[i] = &pb.PutRequest{Key: key, Value: value}
+	}
+	return reqs
 }

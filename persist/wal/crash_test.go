@@ -298,6 +298,17 @@ func load(w *WAL, m *model, rng *rand.Rand, n int, ptrs *ptrModel, before func(i
 	return m, since, nil
 }
 
+// matchOutcome returns the state a recovered WAL st matches: one of the
+// earlier ones, or an outcome of the operation inflight on m; nil if none.
+func matchOutcome(st *State, earlier []*model, m *model, inflight *op) *model {
+	for _, out := range append(earlier, m.outcomes(inflight)...) {
+		if out.matches(st) {
+			return out
+		}
+	}
+	return nil
+}
+
 // run drives the load, crashes, recovers and checks; it returns the total
 // number of file-system operations of the load, for choosing crash points.
 func (cr *crashRun) run(t *testing.T) int64 {
@@ -347,15 +358,8 @@ func (cr *crashRun) run(t *testing.T) int64 {
 		fail("Open: %v\n%s", err, logs.String())
 	}
 	cr.torn = strings.Contains(logs.String(), "torn")
-	found := false
-	var now *model
-	for _, out := range append(earlier, m.outcomes(inflight)...) {
-		if out.matches(st) {
-			found, now = true, out
-			break
-		}
-	}
-	if !found {
+	now := matchOutcome(st, earlier, m, inflight)
+	if now == nil {
 		fail("recovered state matches no outcome:\n got hs %v snap %+v entries %v\nwant hs %+v snap %+v entries %v",
 			st.HardState, st.Snapshot, view(st.Entries), m.hs, m.snap, m.entries())
 	}
@@ -387,14 +391,9 @@ func (cr *crashRun) run(t *testing.T) int64 {
 	if err != nil {
 		fail("second Open: %v\n%s", err, logs.String())
 	}
-	found = false
-	for _, out := range append(earlier, now.outcomes(inflight)...) {
-		if out.matches(st) {
-			found, now = true, out
-			break
-		}
-	}
-	if !found {
+	before := now
+	if now = matchOutcome(st, earlier, now, inflight); now == nil {
+		now = before
 		fail("after appending (second crash: %v), state matches no outcome:\n got snap %+v entries %v\nwant snap %+v entries %v",
 			second, st.Snapshot, view(st.Entries), now.snap, now.entries())
 	}

@@ -73,15 +73,8 @@ func TestWAL_PowerLossOnARealDisk(t *testing.T) {
 		if err != nil {
 			t.Fatalf("seed %d: Open after power loss (%v): %v\n%s", seed, loss, err, logs.String())
 		}
-		found := false
-		var now *model
-		for _, out := range append(earlier, m.outcomes(inflight)...) {
-			if out.matches(st) {
-				found, now = true, out
-				break
-			}
-		}
-		if !found {
+		now := matchOutcome(st, earlier, m, inflight)
+		if now == nil {
 			t.Fatalf("seed %d: after power loss (%v) the state matches no outcome:\n got hs %v snap %+v entries %v\nwant hs %+v snap %+v entries %v",
 				seed, loss, st.HardState, st.Snapshot, view(st.Entries), m.hs, m.snap, m.entries())
 		}

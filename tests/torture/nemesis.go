@@ -255,9 +255,7 @@ func powerLoss(t testing.TB, c *framework.Cluster, victims []int) int {
 	logStart := make([]int64, len(victims))
 	for k, i := range victims {
 		m := c.Members[i]
-		if fi, err := os.Stat(m.LogPath); err == nil {
-			logStart[k] = fi.Size()
-		}
+		logStart[k] = logSize(m)
 		pid, err := m.ServerPID()
 		if err == nil {
 			err = syscall.Kill(pid, syscall.SIGPWR)
@@ -277,11 +275,7 @@ func powerLoss(t testing.TB, c *framework.Cluster, victims []int) int {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		data, err := os.ReadFile(m.LogPath)
-		if err != nil {
-			t.Fatalf("log of %s: %v", m.Name, err)
-		}
-		logged := string(data[min(logStart[k], int64(len(data))):])
+		logged := logSince(t, m, logStart[k])
 		line := powerLossLine.FindStringSubmatch(logged)
 		if line == nil {
 			t.Fatalf("%s stopped after SIGPWR but its log lacks the power-loss line: not a build with the tag edgekv_faults, or EDGEKV_FAULT_POWER not set? (log: %s)", m.Name, m.LogPath)
@@ -300,6 +294,25 @@ func powerLoss(t testing.TB, c *framework.Cluster, victims []int) int {
 // writes, the bytes lost.
 var powerLossLine = regexp.MustCompile(`msg="POWER LOSS: [^"]*" lost=(\d+) kept=(\d+) torn=(\d+) bytes_lost=(\d+)`)
 
+// logSize is how long member m's log is now.
+func logSize(m *framework.Member) int64 {
+	if fi, err := os.Stat(m.LogPath); err == nil {
+		return fi.Size()
+	}
+	return 0
+}
+
+// logSince returns what member m logged after its log was start bytes
+// long.
+func logSince(t testing.TB, m *framework.Member, start int64) string {
+	t.Helper()
+	data, err := os.ReadFile(m.LogPath)
+	if err != nil {
+		t.Fatalf("log of %s: %v", m.Name, err)
+	}
+	return string(data[min(start, int64(len(data))):])
+}
+
 // diskFaultExit bounds how long a member may go on after its WAL's syncs
 // start failing; with the workload running it syncs within milliseconds.
 const diskFaultExit = 10 * time.Second
@@ -311,10 +324,7 @@ const diskFaultExit = 10 * time.Second
 func failDisk(t testing.TB, c *framework.Cluster, i int, role string) {
 	t.Helper()
 	m := c.Members[i]
-	logStart := int64(0)
-	if fi, err := os.Stat(m.LogPath); err == nil {
-		logStart = fi.Size()
-	}
+	logStart := logSize(m)
 	pid, err := m.ServerPID()
 	if err == nil {
 		err = syscall.Kill(pid, syscall.SIGUSR2)
@@ -330,11 +340,7 @@ func failDisk(t testing.TB, c *framework.Cluster, i int, role string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	took := time.Since(sent)
-	data, err := os.ReadFile(m.LogPath)
-	if err != nil {
-		t.Fatalf("log of %s: %v", m.Name, err)
-	}
-	logged := string(data[min(logStart, int64(len(data))):])
+	logged := logSince(t, m, logStart)
 	for _, want := range []string{diskFaultOn, diskFaultFatal, diskFaultEIO, diskFaultExitLine} {
 		if !strings.Contains(logged, want) {
 			t.Fatalf("%s (%s) stopped %v after SIGUSR2 but its log lacks %q: not a build with the tag edgekv_faults, EDGEKV_FAULT_DISK not set, or not a fail-stop (log: %s)", m.Name, role, took.Round(time.Millisecond), want, m.LogPath)
