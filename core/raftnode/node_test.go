@@ -14,11 +14,40 @@ import (
 )
 
 // memNet is an in-memory network: Send delivers to the peer's Process on
-// a goroutine, preserving order per destination.
+// one goroutine per link, so that, as on a QUIC stream, messages from one
+// member to another arrive in the order they were sent.
 type memNet struct {
 	mu    sync.Mutex
 	nodes map[uint64]*Node
 	cut   map[uint64]bool // isolated members
+	links map[[2]uint64]chan *raftpb.Message
+}
+
+// connect starts the delivery goroutine of every link between the
+// members; they end with the test.
+func (n *memNet) connect(t *testing.T) {
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	for from := range n.nodes {
+		for to, peer := range n.nodes {
+			if from == to {
+				continue
+			}
+			// Far more than tests send before the peer takes them.
+			q := make(chan *raftpb.Message, 1<<14)
+			n.links[[2]uint64{from, to}] = q
+			go func() {
+				for {
+					select {
+					case m := <-q:
+						peer.Process(context.Background(), m)
+					case <-done:
+						return
+					}
+				}
+			}()
+		}
+	}
 }
 
 type memTransport struct {
@@ -33,10 +62,13 @@ func (t *memTransport) Send(msgs []*raftpb.Message) {
 		if t.net.cut[t.from] || t.net.cut[m.GetTo()] {
 			continue
 		}
-		if n, ok := t.net.nodes[m.GetTo()]; ok {
-			// Process blocks only when the queue is full; tests keep
-			// traffic far below that.
-			go n.Process(context.Background(), m)
+		q, ok := t.net.links[[2]uint64{t.from, m.GetTo()}]
+		if !ok {
+			continue
+		}
+		select {
+		case q <- m:
+		default: // a full queue drops, as the real transport does
 		}
 	}
 }
@@ -67,7 +99,7 @@ type testNode struct {
 
 func newTestCluster(t *testing.T, n int) (*memNet, []*testNode) {
 	t.Helper()
-	net := &memNet{nodes: map[uint64]*Node{}, cut: map[uint64]bool{}}
+	net := &memNet{nodes: map[uint64]*Node{}, cut: map[uint64]bool{}, links: map[[2]uint64]chan *raftpb.Message{}}
 	var peers []raft.Peer
 	for i := 1; i <= n; i++ {
 		peers = append(peers, raft.Peer{ID: uint64(i)})
@@ -105,6 +137,7 @@ func newTestCluster(t *testing.T, n int) (*memNet, []*testNode) {
 		net.nodes[uint64(i)] = node
 		nodes = append(nodes, tn)
 	}
+	net.connect(t)
 	for _, tn := range nodes {
 		tn.Start()
 		t.Cleanup(tn.Stop)
@@ -343,8 +376,9 @@ func TestNode_QueuedProposalsGoToRaftTogether(t *testing.T) {
 	props0, _ := follower.sent.count(raftpb.MsgProp)
 	apps0, ents0 := leader.sent.count(raftpb.MsgApp)
 	for _, n := range []*testNode{leader, follower} {
-		release := make(chan struct{})
-		n.reportc <- func(*raft.RawNode) { <-release }
+		held, release := make(chan struct{}), make(chan struct{})
+		n.reportc <- func(*raft.RawNode) { close(held); <-release }
+		<-held
 		// The Raft goroutine is held: these queue up behind it.
 		const k = 50
 		errs := make(chan error, k)
