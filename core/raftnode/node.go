@@ -433,9 +433,12 @@ func (n *Node) handleReady(rd raft.Ready) bool {
 			peers = append(peers, m)
 		}
 	}
-	if len(peers) > 0 {
-		n.send(peers)
-	}
+	// The append goroutine is woken before the peers' writers: the
+	// goroutine woken last runs next on this thread, without waking
+	// another, and the round trip to a follower, which must sync as well,
+	// is longer than the local write (1-client puts here: the leader's own
+	// sync done 0.67 ms after its MsgApp went out, the first follower's
+	// answer back after 1.2 ms).
 	for _, m := range appends {
 		select {
 		case n.appendc <- m:
@@ -444,6 +447,9 @@ func (n *Node) handleReady(rd raft.Ready) bool {
 		case <-n.stopc:
 			return false
 		}
+	}
+	if len(peers) > 0 {
+		n.send(peers)
 	}
 	for _, rs := range rd.ReadStates {
 		if n.cfg.OnReadState != nil {
@@ -480,8 +486,8 @@ func (n *Node) applyCommitted(m *raftpb.Message) {
 
 // appendLoop persists MsgStorageAppends in order. What queued up while
 // the last sync ran is written together, with one sync; then the
-// responses of every message are delivered in order: to peers through the
-// transport, to this node through the local queue.
+// responses of every message are delivered in order: to this node through
+// the local queue, to peers through the transport.
 func (n *Node) appendLoop() {
 	defer n.appendWG.Done()
 	batch := make([]*raftpb.Message, 0, maxAppendBatch)
@@ -517,10 +523,12 @@ func (n *Node) appendLoop() {
 				}
 			}
 		}
+		// Local responses first, for the same reason as in handleReady:
+		// the peer's writer, woken last, runs next on this thread.
+		n.local.push(local)
 		if len(peers) > 0 {
 			n.cfg.Transport.Send(peers)
 		}
-		n.local.push(local)
 	}
 }
 
