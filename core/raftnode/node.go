@@ -519,7 +519,7 @@ func (n *Node) appendLoop() {
 				if r.GetTo() == n.cfg.ID {
 					local = append(local, r)
 				} else {
-					peers = append(peers, r)
+					peers = appendPeerResponse(peers, r)
 				}
 			}
 		}
@@ -530,6 +530,35 @@ func (n *Node) appendLoop() {
 			n.cfg.Transport.Send(peers)
 		}
 	}
+}
+
+// appendPeerResponse appends r to msgs, the responses one sync made
+// durable, unless it only repeats an acknowledgement: a follower answers
+// every MsgApp, and the leader's commit updates are MsgApps too, so one
+// sync typically covers several (9 per sync at 64 clients here). An
+// accepting MsgAppResp tells the leader the follower's log matches up to
+// its Index; of several to one leader in one term, the one with the
+// highest Index says all the others say, and the leader learns it as
+// early, so it replaces the one before it when nothing else to that
+// member came between. Rejections and other types are kept as they are.
+func appendPeerResponse(msgs []*raftpb.Message, r *raftpb.Message) []*raftpb.Message {
+	if r.GetType() == raftpb.MsgAppResp && !r.GetReject() {
+		for i := len(msgs) - 1; i >= 0; i-- {
+			prev := msgs[i]
+			if prev.GetTo() != r.GetTo() {
+				continue
+			}
+			if prev.GetType() == raftpb.MsgAppResp && !prev.GetReject() && prev.GetTerm() == r.GetTerm() {
+				if r.GetIndex() < prev.GetIndex() {
+					r = prev
+				}
+				msgs[i] = r
+				return msgs
+			}
+			break
+		}
+	}
+	return append(msgs, r)
 }
 
 // persist makes the snapshots, entries and hard states of msgs durable,

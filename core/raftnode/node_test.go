@@ -11,6 +11,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 )
 
 // memNet is an in-memory network: Send delivers to the peer's Process on
@@ -77,15 +78,20 @@ type memStorage struct {
 	mu    sync.Mutex
 	saves int
 	fail  error
+	hold  chan struct{} // if set, Save waits until it is closed
 }
 
 func (s *memStorage) SaveSnapshot(*raftpb.Snapshot) error { return nil }
 
 func (s *memStorage) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.saves++
-	return s.fail
+	hold, err := s.hold, s.fail
+	s.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	return err
 }
 
 type testNode struct {
@@ -112,7 +118,7 @@ func newTestCluster(t *testing.T, n int) (*memNet, []*testNode) {
 			committed: make(chan *raftpb.Entry, 1024),
 			fatal:     make(chan error, 1),
 		}
-		tn.sent = &countingTransport{Transport: &memTransport{net: net, from: uint64(i)}, msgs: map[raftpb.MessageType]int{}, entries: map[raftpb.MessageType]int{}}
+		tn.sent = newCountingTransport(&memTransport{net: net, from: uint64(i)})
 		node, err := New(Config{
 			ID: uint64(i), ElectionTick: 10, HeartbeatTick: 1,
 			Ticks:     tn.ticks,
@@ -332,21 +338,40 @@ func TestNode_PersistSharesOneSavePerContiguousRun(t *testing.T) {
 }
 
 // countingTransport counts the messages with entries of each type a node
-// sends, and the entries.
+// sends, and the entries; the messages of each type to each member; and
+// the most of each type one Send carried.
 type countingTransport struct {
 	Transport
 	mu      sync.Mutex
 	msgs    map[raftpb.MessageType]int // with entries
 	entries map[raftpb.MessageType]int
+	to      map[countKey]int
+	most    map[raftpb.MessageType]int
+}
+
+type countKey struct {
+	typ raftpb.MessageType
+	to  uint64
+}
+
+func newCountingTransport(tr Transport) *countingTransport {
+	return &countingTransport{Transport: tr, msgs: map[raftpb.MessageType]int{}, entries: map[raftpb.MessageType]int{},
+		to: map[countKey]int{}, most: map[raftpb.MessageType]int{}}
 }
 
 func (c *countingTransport) Send(msgs []*raftpb.Message) {
 	c.mu.Lock()
+	this := map[raftpb.MessageType]int{}
 	for _, m := range msgs {
+		c.to[countKey{m.GetType(), m.GetTo()}]++
+		this[m.GetType()]++
 		if len(m.GetEntries()) > 0 {
 			c.msgs[m.GetType()]++
 			c.entries[m.GetType()] += len(m.GetEntries())
 		}
+	}
+	for typ, n := range this {
+		c.most[typ] = max(c.most[typ], n)
 	}
 	c.mu.Unlock()
 	c.Transport.Send(msgs)
@@ -356,6 +381,128 @@ func (c *countingTransport) count(t raftpb.MessageType) (msgs, entries int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.msgs[t], c.entries[t]
+}
+
+// countTo is the number of messages of type t sent to member to.
+func (c *countingTransport) countTo(t raftpb.MessageType, to uint64) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.to[countKey{t, to}]
+}
+
+// maxPerSend is the most messages of type t that one Send carried.
+func (c *countingTransport) maxPerSend(t raftpb.MessageType) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.most[t]
+}
+
+// onRaft runs fn on n's Raft goroutine and returns what it returns.
+func onRaft[T any](n *testNode, fn func(*raft.RawNode) T) T {
+	c := make(chan T, 1)
+	n.reportc <- func(rn *raft.RawNode) { c <- fn(rn) }
+	return <-c
+}
+
+// A follower answers the MsgApps one sync made durable with one
+// MsgAppResp, not one each: here its disk is held while the leader sends
+// it five appends, one at a time, and the commit updates after them.
+func TestNode_FollowerAcknowledgesOneSyncOnce(t *testing.T) {
+	_, nodes := newTestCluster(t, 3)
+	tickUntil(t, nodes, func() bool { return leaderOf(nodes) != 0 })
+	var leader, follower *testNode
+	for _, n := range nodes {
+		if n.Leader() == n.cfg.ID {
+			leader = n
+		} else {
+			follower = n
+		}
+	}
+	commit := func(n *testNode) uint64 {
+		return onRaft(n, func(rn *raft.RawNode) uint64 { return rn.Status().GetCommit() })
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Replicating (not probing, which sends one append at a time) and
+	// caught up, before its disk stops.
+	waitFor("the follower did not catch up", func() bool {
+		return onRaft(leader, func(rn *raft.RawNode) bool {
+			st := rn.Status()
+			pr := st.Progress[follower.cfg.ID]
+			return pr.State == tracker.StateReplicate && pr.Match >= st.GetCommit()
+		})
+	})
+	hold := make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
+	t.Cleanup(release) // before the nodes stop: cleanups run last first
+	follower.storage.mu.Lock()
+	follower.storage.hold = hold
+	follower.storage.mu.Unlock()
+	apps0 := leader.sent.countTo(raftpb.MsgApp, follower.cfg.ID)
+	const k = 5
+	for i := range k {
+		c := commit(leader)
+		if err := leader.Propose(context.Background(), []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		// Committed by the other follower, so each goes on its own.
+		waitFor("the leader did not commit", func() bool { return commit(leader) > c })
+	}
+	last := commit(leader)
+	// The held follower learns of the commit only when its Raft goroutine
+	// has stepped every append before it.
+	waitFor("the held follower did not receive the appends", func() bool { return commit(follower) >= last })
+	if apps := leader.sent.countTo(raftpb.MsgApp, follower.cfg.ID) - apps0; apps < 3 {
+		t.Fatalf("the leader sent the held follower %d MsgApps, want at least 3 (one for the held sync, two after it)", apps)
+	}
+	release()
+	waitFor("the leader did not learn the held follower's log", func() bool {
+		return onRaft(leader, func(rn *raft.RawNode) uint64 { return rn.Status().Progress[follower.cfg.ID].Match }) >= last
+	})
+	if got := follower.sent.maxPerSend(raftpb.MsgAppResp); got != 1 {
+		t.Errorf("the follower sent %d MsgAppResps in one Send, want 1", got)
+	}
+}
+
+func TestAppendPeerResponse(t *testing.T) {
+	resp := func(to, term, index uint64, reject bool) *raftpb.Message {
+		return &raftpb.Message{Type: raftpb.MsgAppResp.Enum(), To: &to, Term: &term, Index: &index, Reject: &reject}
+	}
+	vote := func(to, term uint64) *raftpb.Message {
+		return &raftpb.Message{Type: raftpb.MsgVoteResp.Enum(), To: &to, Term: &term}
+	}
+	for _, tc := range []struct {
+		name string
+		in   []*raftpb.Message
+		want []int // indexes into in
+	}{
+		{"later replaces earlier", []*raftpb.Message{resp(1, 2, 5, false), resp(1, 2, 7, false)}, []int{1}},
+		{"a stale lower one keeps the higher", []*raftpb.Message{resp(1, 2, 7, false), resp(1, 2, 5, false)}, []int{0}},
+		{"other peers are passed over", []*raftpb.Message{resp(1, 2, 5, false), resp(3, 2, 9, false), resp(1, 2, 7, false)}, []int{2, 1}},
+		{"a new term is kept", []*raftpb.Message{resp(1, 2, 5, false), resp(1, 3, 7, false)}, []int{0, 1}},
+		{"a rejection is kept", []*raftpb.Message{resp(1, 2, 5, false), resp(1, 2, 4, true), resp(1, 2, 6, false)}, []int{0, 1, 2}},
+		{"nothing crosses another message to the peer", []*raftpb.Message{resp(1, 2, 5, false), vote(1, 2), resp(1, 2, 7, false)}, []int{0, 1, 2}},
+	} {
+		var got []*raftpb.Message
+		for _, m := range tc.in {
+			got = appendPeerResponse(got, m)
+		}
+		var want []*raftpb.Message
+		for _, i := range tc.want {
+			want = append(want, tc.in[i])
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, want)
+		}
+	}
 }
 
 // Proposals queued while the Raft goroutine is busy go to Raft as one
