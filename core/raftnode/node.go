@@ -661,13 +661,41 @@ func (n *Node) applyConfChange(e *raftpb.Entry) {
 // raftLogger adapts slog to raft.Logger.
 type raftLogger struct{ l *slog.Logger }
 
-func (r *raftLogger) Debug(v ...any)                 { r.l.Debug(fmt.Sprint(v...)) }
-func (r *raftLogger) Debugf(format string, v ...any) { r.l.Debug(fmt.Sprintf(format, v...)) }
+// routineInfo are raft's Info lines that report normal operation under
+// load. With asynchronous storage writes, a sync that only carries a new
+// HardState answers with the last entry still being written, and when an
+// earlier sync has made it stable already, raft says so at Info: on a
+// loaded leader here, 70 lines a second, each a write to the log (on an SD
+// card, wear for nothing). They are logged at Debug.
+var routineInfo = map[string]bool{
+	"entry at index %d missing from unstable log; ignoring": true,
+}
+
+func (r *raftLogger) Debug(v ...any) {
+	if r.l.Enabled(context.Background(), slog.LevelDebug) {
+		r.l.Debug(fmt.Sprint(v...))
+	}
+}
+
+func (r *raftLogger) Debugf(format string, v ...any) {
+	if r.l.Enabled(context.Background(), slog.LevelDebug) {
+		r.l.Debug(fmt.Sprintf(format, v...))
+	}
+}
+
 func (r *raftLogger) Error(v ...any)                 { r.l.Error(fmt.Sprint(v...)) }
 func (r *raftLogger) Errorf(format string, v ...any) { r.l.Error(fmt.Sprintf(format, v...)) }
 func (r *raftLogger) Info(v ...any)                  { r.l.Info(fmt.Sprint(v...)) }
-func (r *raftLogger) Infof(format string, v ...any)  { r.l.Info(fmt.Sprintf(format, v...)) }
-func (r *raftLogger) Warning(v ...any)               { r.l.Warn(fmt.Sprint(v...)) }
+
+func (r *raftLogger) Infof(format string, v ...any) {
+	if routineInfo[format] {
+		r.Debugf(format, v...)
+		return
+	}
+	r.l.Info(fmt.Sprintf(format, v...))
+}
+
+func (r *raftLogger) Warning(v ...any) { r.l.Warn(fmt.Sprint(v...)) }
 func (r *raftLogger) Warningf(format string, v ...any) {
 	r.l.Warn(fmt.Sprintf(format, v...))
 }

@@ -562,3 +562,31 @@ func TestNode_QueuedProposalsGoToRaftTogether(t *testing.T) {
 		t.Errorf("the leader replicated 2 batches of 50 proposals to 2 followers in %d MsgApps with %d entries, want 4 with 200", msgs-apps0, ents-ents0)
 	}
 }
+
+// levelRecorder records the level of each record logged through it.
+type levelRecorder struct {
+	mu     sync.Mutex
+	levels []slog.Level
+}
+
+func (h *levelRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h *levelRecorder) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.levels = append(h.levels, r.Level)
+	return nil
+}
+func (h *levelRecorder) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *levelRecorder) WithGroup(string) slog.Handler      { return h }
+
+// Raft's routine Info line under asynchronous writes goes to Debug; other
+// Info lines stay Info.
+func TestRaftLogger_RoutineInfoIsDebug(t *testing.T) {
+	h := &levelRecorder{}
+	l := &raftLogger{l: slog.New(h)}
+	l.Infof("entry at index %d missing from unstable log; ignoring", 7)
+	l.Infof("%x became leader at term %d", 1, 2)
+	if want := []slog.Level{slog.LevelDebug, slog.LevelInfo}; !slices.Equal(h.levels, want) {
+		t.Errorf("levels %v, want %v", h.levels, want)
+	}
+}
