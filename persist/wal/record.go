@@ -248,41 +248,46 @@ func appendRecs(dst []byte, seed uint32, recs []rec) []byte {
 // bytes each (estimated from above), so no record exceeds maxRecordLen
 // however large the batch.
 func entryRecs(dst []rec, ents []*raftpb.Entry, budget int) ([]rec, error) {
-	recs := make([]entryRec, 0, len(ents))
-	size := arrayOverhead
-	flush := func() error {
-		p, err := codec.Marshal(recs)
-		if err != nil {
-			return fmt.Errorf("wal: encoding entries: %w", err)
-		}
-		spans, err := entrySpans(p, make([]entrySpan, 0, len(recs)))
-		if err != nil || len(spans) != len(recs) {
-			// The encoder and the walker disagree: a bug, not bad input.
-			return fmt.Errorf("wal: locating entry data in an entries record: %d spans for %d entries: %v", len(spans), len(recs), err)
-		}
-		dst = append(dst, rec{typ: recEntries, payload: p, spans: spans})
-		recs, size = recs[:0], arrayOverhead
-		return nil
-	}
-	for _, e := range ents {
-		sz := entryOverhead + len(e.GetData())
-		if arrayOverhead+sz > budget {
-			return nil, fmt.Errorf("%w: entry %d holds %d bytes, over the record limit", ErrInvalid, e.GetIndex(), len(e.GetData()))
-		}
-		if size+sz > budget {
-			if err := flush(); err != nil {
-				return nil, err
+	for len(ents) > 0 {
+		n, size := 0, arrayOverhead
+		for _, e := range ents {
+			sz := entryOverhead + len(e.GetData())
+			if arrayOverhead+sz > budget {
+				return nil, fmt.Errorf("%w: entry %d holds %d bytes, over the record limit", ErrInvalid, e.GetIndex(), len(e.GetData()))
 			}
+			if size+sz > budget {
+				break
+			}
+			n, size = n+1, size+sz
 		}
-		recs = append(recs, entryRec{Term: e.GetTerm(), Index: e.GetIndex(), Type: e.GetType(), Data: e.GetData()})
-		size += sz
-	}
-	if len(recs) > 0 {
-		if err := flush(); err != nil {
-			return nil, err
-		}
+		p, spans := encodeEntries(make([]byte, 0, size), ents[:n])
+		dst = append(dst, rec{typ: recEntries, payload: p, spans: spans})
+		ents = ents[n:]
 	}
 	return dst, nil
+}
+
+// encodeEntries appends ents to p as an entries record's payload, the
+// CBOR array of entryRecs codec.Marshal writes (TestEncodeEntries_AsMarshal),
+// and returns it with where each entry's data lies in it, as entrySpans
+// would find them.
+func encodeEntries(p []byte, ents []*raftpb.Entry) ([]byte, []entrySpan) {
+	spans := make([]entrySpan, 0, len(ents))
+	p = codec.AppendHead(p, codec.MajorArray, uint64(len(ents)))
+	for _, e := range ents {
+		p = codec.AppendHead(p, codec.MajorArray, 4)
+		p = codec.AppendHead(p, codec.MajorUint, e.GetTerm())
+		p = codec.AppendHead(p, codec.MajorUint, e.GetIndex())
+		p = codec.AppendInt(p, int64(e.GetType()))
+		d := e.GetData()
+		off := len(p)
+		p = codec.AppendBytes(p, d)
+		if d != nil {
+			off = len(p) - len(d)
+		}
+		spans = append(spans, entrySpan{index: e.GetIndex(), off: off, n: len(d)})
+	}
+	return p, spans
 }
 
 // decodeEntries decodes an entries record and checks that it is not empty
