@@ -11,12 +11,15 @@ import (
 
 // ProcMem is a process's memory from /proc/PID/status (Linux), in bytes:
 // RSS is its resident set now (VmRSS), HWM the largest it has been since the
-// process started (VmHWM).
+// process started (VmHWM). Of RSS, Anon is the process's own memory (heap,
+// stacks: RssAnon) and File the pages of mapped files, its binary above all
+// (RssFile), which the kernel may map whole at start and can drop and
+// share.
 type ProcMem struct {
-	RSS, HWM int64
+	RSS, HWM, Anon, File int64
 }
 
-// ReadProcMem reads VmRSS and VmHWM from /proc/PID/status.
+// ReadProcMem reads VmRSS, VmHWM, RssAnon and RssFile from /proc/PID/status.
 func ReadProcMem(pid int) (ProcMem, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -27,7 +30,7 @@ func ReadProcMem(pid int) (ProcMem, error) {
 
 func parseProcMem(status []byte) (ProcMem, error) {
 	var pm ProcMem
-	fields := map[string]*int64{"VmRSS:": &pm.RSS, "VmHWM:": &pm.HWM}
+	fields := map[string]*int64{"VmRSS:": &pm.RSS, "VmHWM:": &pm.HWM, "RssAnon:": &pm.Anon, "RssFile:": &pm.File}
 	seen := 0
 	sc := bufio.NewScanner(bytes.NewReader(status))
 	for sc.Scan() {
@@ -48,7 +51,7 @@ func parseProcMem(status []byte) (ProcMem, error) {
 		seen++
 	}
 	if seen != len(fields) {
-		return ProcMem{}, fmt.Errorf("status: found %d of VmRSS and VmHWM (a kernel thread, or an exited process?)", seen)
+		return ProcMem{}, fmt.Errorf("status: found %d of VmRSS, VmHWM, RssAnon and RssFile (a kernel thread, or an exited process?)", seen)
 	}
 	return pm, nil
 }

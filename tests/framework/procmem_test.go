@@ -5,13 +5,13 @@ import (
 	"testing"
 )
 
-func TestParseProcMem_ReadsRSSAndHighWaterMarkInBytes(t *testing.T) {
-	status := "Name:\tetcd\nVmPeak:\t 2000000 kB\nVmHWM:\t   51200 kB\nVmRSS:\t   40960 kB\nThreads:\t12\n"
+func TestParseProcMem_ReadsRSSHighWaterMarkAnonAndFileInBytes(t *testing.T) {
+	status := "Name:\tetcd\nVmPeak:\t 2000000 kB\nVmHWM:\t   51200 kB\nVmRSS:\t   40960 kB\nRssAnon:\t   10240 kB\nRssFile:\t   30720 kB\nRssShmem:\t       0 kB\nThreads:\t12\n"
 	pm, err := parseProcMem([]byte(status))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (ProcMem{RSS: 40 << 20, HWM: 50 << 20}); pm != want {
+	if want := (ProcMem{RSS: 40 << 20, HWM: 50 << 20, Anon: 10 << 20, File: 30 << 20}); pm != want {
 		t.Fatalf("got %+v, want %+v", pm, want)
 	}
 	if _, err := parseProcMem([]byte("Name:\tkthreadd\n")); err == nil {
@@ -24,7 +24,7 @@ func TestReadProcMem_OfThisProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pm.RSS <= 0 || pm.HWM < pm.RSS {
+	if pm.RSS <= 0 || pm.HWM < pm.RSS || pm.Anon <= 0 || pm.File <= 0 || pm.Anon+pm.File > pm.RSS {
 		t.Fatalf("implausible %+v", pm)
 	}
 }

@@ -119,6 +119,7 @@ func cannedResults(t *testing.T) *results {
 		e.loads["sd-put-1"] = loadResult{out: mustParse(t, benchJSON("put", 40, 0, 40, 22, 30))}
 		d.loads["sd-put-1"] = loadResult{out: mustParse(t, benchJSON("put", 40, 0, 35, 24+f, 40))}
 		e.idleRSS, d.idleRSS = []int64{20 * mib, 22 * mib, 24 * mib}, []int64{30 * mib, 30 * mib, 30 * mib}
+		e.idleAnon, d.idleAnon = []int64{4 * mib, 5 * mib, 6 * mib}, []int64{8 * mib, 8 * mib, 8 * mib}
 		e.loadedRSS, d.loadedRSS = []int64{50 * mib, 52 * mib, 60 * mib}, []int64{55 * mib, 56 * mib, 57 * mib}
 		e.disk = &diskResult{puts: 1000, writeBytes: 3 * 1000 * 500, syncs: 3 * 80}
 		d.disk = &diskResult{puts: 1000, writeBytes: 3 * 1000 * 1200, syncs: 3 * 100}
@@ -159,6 +160,7 @@ func TestResourceTable_PerMemberAndPerPut(t *testing.T) {
 	out := w.String()
 	for _, want := range []string{
 		"| idle RSS per member, MiB (mean of the 3) | 22.0 (22.0–22.0) | 30.0 (30.0–30.0) | 0.73 |",
+		"| of idle RSS, the process's own memory (RssAnon) per member, MiB | 5.0 (5.0–5.0) | 8.0 (8.0–8.0) | 0.62 |",
 		"| loaded RSS, largest member, MiB | 60.0 (60.0–60.0) | 57.0 (57.0–57.0) | 1.05 |",
 		"| bytes written per put per member | 500 (500–500) | 1200 (1200–1200) | 0.42 |",
 		"| fsync+fdatasync per put per member | 0.080 (0.080–0.080) | 0.100 (0.100–0.100) | 0.80 |",

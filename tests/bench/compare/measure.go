@@ -63,6 +63,7 @@ type results struct {
 type round struct {
 	loads     map[string]loadResult // by load id
 	idleRSS   []int64               // bytes, per member; nil if not measured
+	idleAnon  []int64               // of idleRSS, RssAnon
 	loadedRSS []int64               // peak bytes during rssLoad, per member
 	disk      *diskResult
 	// time from restarting a follower to its first linearizable get; 0 if
@@ -241,13 +242,13 @@ func phaseMain(ctx context.Context, t testing.TB, e env, rd *round) {
 	c := framework.StartCluster(t, e.binary, members)
 	pids := serverPIDs(t, c)
 	sleep(ctx, t, e.o.idle)
-	rd.idleRSS = make([]int64, len(pids))
+	rd.idleRSS, rd.idleAnon = make([]int64, len(pids)), make([]int64, len(pids))
 	for i, pid := range pids {
 		pm, err := framework.ReadProcMem(pid)
 		if err != nil {
 			t.Fatalf("%s: %v", c.Members[i].Name, err)
 		}
-		rd.idleRSS[i] = pm.RSS
+		rd.idleRSS[i], rd.idleAnon[i] = pm.RSS, pm.Anon
 	}
 	for _, l := range mainLoads(e.o) {
 		if !e.o.selected(l.id) {

@@ -219,6 +219,7 @@ func resourceMetrics(o options) []roundMetric {
 	rows := []roundMetric{
 		{"idle RSS per member, MiB (mean of the 3)", fixed(1), func(rd *round) float64 { return meanOf(rd.idleRSS) / mib }},
 		{"idle RSS, largest member, MiB", fixed(1), func(rd *round) float64 { return maxOf(rd.idleRSS) / mib }},
+		{"of idle RSS, the process's own memory (RssAnon) per member, MiB", fixed(1), func(rd *round) float64 { return meanOf(rd.idleAnon) / mib }},
 		{"loaded RSS per member, MiB (peak during put, 256 clients; mean of the 3)", fixed(1), func(rd *round) float64 { return meanOf(rd.loadedRSS) / mib }},
 		{"loaded RSS, largest member, MiB", fixed(1), func(rd *round) float64 { return maxOf(rd.loadedRSS) / mib }},
 		{"bytes written per put per member", fixed(0), func(rd *round) float64 {
@@ -324,7 +325,8 @@ func writeReport(w io.Writer, o options, res *results) {
 
 	fmt.Fprintf(w, "## Resources\n\n")
 	fmt.Fprintf(w, "RSS is VmRSS of each member's server process (/proc/PID/status): idle after %v of a ready cluster, loaded at its "+
-		"peak sampled every 100 ms during the put load with 256 clients. Bytes written (growth of write_bytes in /proc/PID/io) "+
+		"peak sampled every 100 ms during the put load with 256 clients; RssAnon is the part of it that is the process's own memory "+
+		"(heap, stacks), the rest is mostly pages of the mapped binary (RssFile), which the kernel can drop and share. Bytes written (growth of write_bytes in /proc/PID/io) "+
 		"and syncs (counted by strace around every member) come from a separate cluster running the put load with 64 clients, "+
 		"from its start to %v after its end, divided by committed puts and by %d members.",
 		o.idle, o.drain, members)
