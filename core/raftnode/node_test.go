@@ -404,13 +404,11 @@ func onRaft[T any](n *testNode, fn func(*raft.RawNode) T) T {
 	return <-c
 }
 
-// A follower answers the MsgApps one sync made durable with one
-// MsgAppResp, not one each: here its disk is held while the leader sends
-// it five appends, one at a time, and the commit updates after them.
-func TestNode_FollowerAcknowledgesOneSyncOnce(t *testing.T) {
-	_, nodes := newTestCluster(t, 3)
+// electedCluster starts 3 nodes and ticks them until one leads; it returns
+// them, the leader and a follower.
+func electedCluster(t *testing.T) (nodes []*testNode, leader, follower *testNode) {
+	_, nodes = newTestCluster(t, 3)
 	tickUntil(t, nodes, func() bool { return leaderOf(nodes) != 0 })
-	var leader, follower *testNode
 	for _, n := range nodes {
 		if n.Leader() == n.cfg.ID {
 			leader = n
@@ -418,6 +416,14 @@ func TestNode_FollowerAcknowledgesOneSyncOnce(t *testing.T) {
 			follower = n
 		}
 	}
+	return nodes, leader, follower
+}
+
+// A follower answers the MsgApps one sync made durable with one
+// MsgAppResp, not one each: here its disk is held while the leader sends
+// it five appends, one at a time, and the commit updates after them.
+func TestNode_FollowerAcknowledgesOneSyncOnce(t *testing.T) {
+	_, leader, follower := electedCluster(t)
 	commit := func(n *testNode) uint64 {
 		return onRaft(n, func(rn *raft.RawNode) uint64 { return rn.Status().GetCommit() })
 	}
@@ -510,16 +516,7 @@ func TestAppendPeerResponse(t *testing.T) {
 // each follower one MsgApp for all of them, instead of one per proposal.
 // Every member commits them all, in the order they were queued.
 func TestNode_QueuedProposalsGoToRaftTogether(t *testing.T) {
-	_, nodes := newTestCluster(t, 3)
-	tickUntil(t, nodes, func() bool { return leaderOf(nodes) != 0 })
-	var follower, leader *testNode
-	for _, n := range nodes {
-		if n.Leader() == n.cfg.ID {
-			leader = n
-		} else {
-			follower = n
-		}
-	}
+	nodes, leader, follower := electedCluster(t)
 	props0, _ := follower.sent.count(raftpb.MsgProp)
 	apps0, ents0 := leader.sent.count(raftpb.MsgApp)
 	for _, n := range []*testNode{leader, follower} {
