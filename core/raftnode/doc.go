@@ -1,6 +1,7 @@
 // Package raftnode drives a go.etcd.io/raft/v3 RawNode. One goroutine (run)
-// owns the RawNode, and a second one (appendLoop) writes its log; everything else talks to it through channels: Propose,
-// ReadIndex and Process queue work for it, ReportUnreachable and
+// owns the RawNode, and a second one (appendLoop) writes its log;
+// everything else talks to it through channels: Propose, ReadIndex and
+// Process queue work for it, ReportUnreachable and
 // ReportSnapshot queue hints. PreVote and CheckQuorum are on, and reads use
 // ReadOnlySafe (a quorum confirms leadership for each ReadIndex round).
 //
@@ -9,12 +10,15 @@
 // SD card, where a sync takes 20 ms, the next batch of proposals forms and
 // is replicated while the last one syncs. Per Ready, on the Raft goroutine:
 //
-//  1. Send the messages for peers at once. Raft holds back whatever
-//     promises a local write (votes, append responses) as responses of
-//     that write; a leader replicates before its own write is durable.
-//  2. Queue the MsgStorageAppend for the append goroutine (bounded: a full
+//  1. Queue the MsgStorageAppend for the append goroutine (bounded: a full
 //     queue makes the Raft goroutine wait, which is the back-pressure of a
 //     slow disk).
+//  2. Send the messages for peers. Raft holds back whatever promises a
+//     local write (votes, append responses) as responses of that write; a
+//     leader replicates before its own write is durable. The peers'
+//     writers are woken after the append goroutine because the goroutine
+//     woken last runs next on the same thread, and the round trip to a
+//     follower is the longer path.
 //  3. Hand rd.ReadStates to Config.OnReadState.
 //  4. For the MsgStorageApply, apply committed configuration changes to the
 //     RawNode (Config.OnConfChange for each), hand the committed entries,
@@ -34,8 +38,11 @@
 //     and the node stops (fail-stop): going on after a lost write is how
 //     data is corrupted. Then the same goes into the in-memory log
 //     (raft.MemoryStorage).
-//  3. The responses are delivered: to peers through the Transport, to this
-//     node through a queue that never blocks, stepped by the Raft goroutine.
+//  3. The responses are delivered: to this node through a queue that never
+//     blocks, stepped by the Raft goroutine, then to peers through the
+//     Transport. A follower's accepting MsgAppResps to the leader from one
+//     sync are sent as one, the one with the highest index, which says
+//     what all of them say.
 //
 // Outgoing MsgSnap messages never reach the Transport: they go to
 // Config.OnSendSnapshot, because the application must attach its backend
