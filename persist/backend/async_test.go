@@ -263,14 +263,22 @@ func TestReadTx_NeverMissesAPublishedWriteDuringCommits(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(700 * time.Millisecond)
+	// At least 700 ms, and until enough commits and reads have raced,
+	// however slow the machine (under qemu 700 ms once made 8 commits).
+	start := time.Now()
+	for time.Since(start) < 700*time.Millisecond || b.Commits() < 10 || reads.Load() < 100 {
+		if time.Since(start) > time.Minute || failed.Load() != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	stop.Store(true)
 	wg.Wait()
 	if err, _ := failed.Load().(error); err != nil {
 		t.Fatal(err)
 	}
 	if b.Commits() < 10 || reads.Load() < 100 {
-		t.Fatalf("only %d commits, %d reads", b.Commits(), reads.Load())
+		t.Fatalf("only %d commits, %d reads in %v", b.Commits(), reads.Load(), time.Since(start))
 	}
 	t.Logf("%d batches, %d commits, %d reads", published.Load(), b.Commits(), reads.Load())
 }
