@@ -21,10 +21,12 @@
 //     index;
 //   - Revoke returns the attached keys, sorted, which the server deletes in
 //     one transaction (one revision) with the record;
-//   - Attach and Detach follow the MVCC store's events (a put attaches
-//     Kv.Lease and detaches a different PrevKv.Lease, a delete detaches
-//     PrevKv.Lease). They are not persisted: Recover's caller rebuilds them
-//     from the keys' leases.
+//   - Attach and Detach follow the MVCC store's events (a put with a
+//     lease attaches its key to it, which takes the key from the lease it
+//     carried; a put without one and a delete detach it). A key carries at
+//     most one lease, and the lessor knows which (LeaseOf), as etcd's
+//     itemMap does, so the events need no PrevKv. They are not persisted:
+//     Recover's caller rebuilds them from the keys' leases.
 //
 // Exists is the MVCC store's CheckLease, called from inside Apply. Leases
 // may be called from any goroutine.

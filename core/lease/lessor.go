@@ -103,6 +103,9 @@ type Lessor struct {
 
 	mu     sync.RWMutex
 	leases map[int64]*lease
+	// keyLease is the lease each attached key carries: the leases' keys,
+	// looked up by key.
+	keyLease map[string]int64
 	// primary is set between Promote and Demote; demoted is closed by
 	// Demote, waking renewals that wait for a revoke.
 	primary bool
@@ -132,6 +135,7 @@ func New(cfg Config) *Lessor {
 	return &Lessor{
 		cfg:         cfg,
 		leases:      map[int64]*lease{},
+		keyLease:    map[string]int64{},
 		expiries:    newTimerHeap(),
 		checkpoints: newTimerHeap(),
 	}
@@ -147,6 +151,7 @@ func (le *Lessor) Recover(recs []Record) {
 	defer le.mu.Unlock()
 	old := le.leases
 	le.leases = make(map[int64]*lease, len(recs))
+	le.keyLease = map[string]int64{}
 	for _, r := range recs {
 		l := &lease{id: r.ID, ttl: max(r.TTL, le.cfg.MinTTL), remainingTTL: r.RemainingTTL, keys: map[string]struct{}{}}
 		if o, ok := old[r.ID]; ok {
@@ -202,6 +207,9 @@ func (le *Lessor) Revoke(id int64) ([][]byte, error) {
 		return nil, ErrLeaseNotFound
 	}
 	delete(le.leases, id)
+	for k := range l.keys {
+		delete(le.keyLease, k)
+	}
 	le.expiries.remove(id)
 	le.checkpoints.remove(id)
 	close(l.revoked)
@@ -226,7 +234,8 @@ func (le *Lessor) Checkpoint(id, remaining int64) (rec Record, ok bool) {
 	return l.record(), true
 }
 
-// Attach records that key carries lease id.
+// Attach records that key carries lease id, and no longer the lease it
+// carried before, if another.
 func (le *Lessor) Attach(id int64, key []byte) error {
 	le.mu.Lock()
 	defer le.mu.Unlock()
@@ -234,20 +243,31 @@ func (le *Lessor) Attach(id int64, key []byte) error {
 	if !ok {
 		return ErrLeaseNotFound
 	}
-	l.keys[string(key)] = struct{}{}
+	k := string(key)
+	if old, ok := le.keyLease[k]; ok && old != id {
+		delete(le.leases[old].keys, k)
+	}
+	l.keys[k] = struct{}{}
+	le.keyLease[k] = id
 	return nil
 }
 
-// Detach records that key no longer carries lease id.
-func (le *Lessor) Detach(id int64, key []byte) error {
+// Detach records that key carries no lease any more.
+func (le *Lessor) Detach(key []byte) {
 	le.mu.Lock()
 	defer le.mu.Unlock()
-	l, ok := le.leases[id]
-	if !ok {
-		return ErrLeaseNotFound
+	k := string(key)
+	if id, ok := le.keyLease[k]; ok {
+		delete(le.leases[id].keys, k)
+		delete(le.keyLease, k)
 	}
-	delete(l.keys, string(key))
-	return nil
+}
+
+// LeaseOf returns the lease key carries, 0 for none.
+func (le *Lessor) LeaseOf(key []byte) int64 {
+	le.mu.RLock()
+	defer le.mu.RUnlock()
+	return le.keyLease[string(key)]
 }
 
 // Exists returns nil if lease id exists, else ErrLeaseNotFound; it is the

@@ -92,9 +92,7 @@ func TestLessor_RevokeReturnsTheAttachedKeysSorted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := le.Detach(7, []byte("gone")); err != nil {
-		t.Fatal(err)
-	}
+	le.Detach([]byte("gone"))
 	keys, err := le.Revoke(7)
 	if err != nil {
 		t.Fatal(err)
@@ -107,6 +105,41 @@ func TestLessor_RevokeReturnsTheAttachedKeysSorted(t *testing.T) {
 	}
 	if err := le.Attach(7, []byte("x")); !errors.Is(err, ErrLeaseNotFound) {
 		t.Fatalf("attach to a revoked lease: %v", err)
+	}
+	if id := le.LeaseOf([]byte("a")); id != 0 {
+		t.Fatalf("a key of a revoked lease carries %d", id)
+	}
+}
+
+// A key carries one lease: attaching it to another takes it from the
+// first, and Detach takes it from whichever it carries.
+func TestLessor_AKeyCarriesOneLease(t *testing.T) {
+	le, _ := newTestLessor(t, Config{})
+	mustGrant(t, le, 1, 10)
+	mustGrant(t, le, 2, 10)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(le.Attach(1, []byte("k")))
+	must(le.Attach(1, []byte("j")))
+	must(le.Attach(2, []byte("k")))
+	if a, b := le.LeaseOf([]byte("k")), le.LeaseOf([]byte("j")); a != 2 || b != 1 {
+		t.Fatalf("k carries %d, j %d; want 2 and 1", a, b)
+	}
+	le.Detach([]byte("j"))
+	le.Detach([]byte("never attached"))
+	if keys, err := le.Revoke(1); err != nil || len(keys) != 0 {
+		t.Fatalf("revoke 1: keys %q, %v; want none", keys, err)
+	}
+	if keys, err := le.Revoke(2); err != nil || fmt.Sprintf("%q", keys) != `["k"]` {
+		t.Fatalf("revoke 2: keys %q, %v; want k", keys, err)
+	}
+	le.Recover(nil)
+	if id := le.LeaseOf([]byte("k")); id != 0 {
+		t.Fatalf("after Recover k carries %d", id)
 	}
 }
 

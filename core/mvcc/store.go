@@ -84,6 +84,15 @@ type Options struct {
 	// recently written or read; 0: DefaultValueCacheBytes, negative: none.
 	ValueCacheBytes int
 
+	// EventPrevKV, asked once per Apply, says whether that Apply's events
+	// need their PrevKv: reading each put's or delete's previous version
+	// costs a backend read and a decode. nil: always. The server says yes
+	// while a watcher asked prev_kv (the watch hub reads what a watcher
+	// that came during the Apply misses, as etcd reads prev_kv for every
+	// watcher); nothing else needs it (the lessor knows each key's lease).
+	// A put or delete request's own prev_kv is always read.
+	EventPrevKV func() bool
+
 	// backendOpenFile lets tests make the disk fail.
 	backendOpenFile func(name string, flag int, perm os.FileMode) (*os.File, error)
 }
@@ -95,6 +104,7 @@ type Store struct {
 	path       string
 	log        *slog.Logger
 	checkLease func(id int64) error
+	prevKV     func() bool
 	vals       ValueReader
 	pointerMin int
 	cache      *valueCache
@@ -164,8 +174,8 @@ type Result struct {
 	// Events are the changes the request made, in order, all at the
 	// revision in the response header: PUT with the new KeyValue, DELETE
 	// with Kv = {Key, ModRevision}; PrevKv is the key's previous value
-	// when it existed. They feed the watchers and the lessor (attach
-	// Kv.Lease, detach PrevKv.Lease).
+	// when it existed and Options.EventPrevKV asked for it. They feed the
+	// watchers and the lessor.
 	Events []*mvccpb.Event
 }
 
@@ -177,7 +187,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{log: log, checkLease: opts.CheckLease, path: path, vals: opts.Values, pointerMin: opts.PointerMin, live: newLiveSet()}
+	s := &Store{log: log, checkLease: opts.CheckLease, prevKV: opts.EventPrevKV, path: path, vals: opts.Values, pointerMin: opts.PointerMin, live: newLiveSet()}
 	if s.pointerMin <= 0 {
 		s.pointerMin = DefaultPointerMin
 	}
@@ -602,6 +612,8 @@ func (v *view) readKV(rev revision) (*mvccpb.KeyValue, error) {
 type writer struct {
 	view
 	btx *backend.BatchTx
+	// prevKV: events carry PrevKv (Options.EventPrevKV).
+	prevKV bool
 	// live are the changes to the pointer counts, published with the
 	// batch.
 	live map[uint64]segLive
@@ -658,8 +670,9 @@ func (s *Store) Apply(term uint64, ops []Op) ([]Result, error) {
 	}
 	s.mu.Lock()
 	w := &writer{
-		view: view{s: s, index: s.index.clone(), tx: btx, rev: s.rev, compactRev: s.compactRev},
-		btx:  btx,
+		view:   view{s: s, index: s.index.clone(), tx: btx, rev: s.rev, compactRev: s.compactRev},
+		btx:    btx,
+		prevKV: s.prevKV == nil || s.prevKV(),
 	}
 	s.mu.Unlock()
 

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -236,7 +238,7 @@ func TestDeleteRange_PrefixAndPrevKV(t *testing.T) {
 	}
 }
 
-func TestApply_EventsCarryPrevKVForLeases(t *testing.T) {
+func TestApply_EventsCarryPrevKV(t *testing.T) {
 	s := newTestStore(t)
 	s.mustApply(&pb.PutRequest{Key: []byte("a"), Value: []byte("1"), Lease: 3})
 	res := s.apply(&pb.PutRequest{Key: []byte("a"), Value: []byte("2"), Lease: 4})[0]
@@ -246,6 +248,48 @@ func TestApply_EventsCarryPrevKVForLeases(t *testing.T) {
 	ev := res.Events[0]
 	if ev.Type != mvccpb.Event_PUT || ev.Kv.Lease != 4 || ev.PrevKv == nil || ev.PrevKv.Lease != 3 || ev.Kv.ModRevision != 3 {
 		t.Fatalf("event %v", ev)
+	}
+}
+
+// Events carry PrevKv only while Options.EventPrevKV says so; a request's
+// own prev_kv is answered either way.
+func TestApply_EventPrevKVIsReadOnlyWhenAsked(t *testing.T) {
+	var want atomic.Bool
+	s := newTestStoreWith(t, Options{EventPrevKV: want.Load})
+	s.mustApply(&pb.PutRequest{Key: []byte("a"), Value: []byte("1")})
+	s.mustApply(&pb.PutRequest{Key: []byte("b"), Value: []byte("1")})
+	prevs := func(res Result) string {
+		var out []string
+		for _, ev := range res.Events {
+			if ev.PrevKv == nil {
+				out = append(out, "none")
+			} else {
+				out = append(out, string(ev.PrevKv.Value))
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	res := s.apply(&pb.PutRequest{Key: []byte("a"), Value: []byte("2")})[0]
+	if got := prevs(res); got != "none" {
+		t.Errorf("put, not asked: prev %s", got)
+	}
+	res = s.apply(&pb.PutRequest{Key: []byte("a"), Value: []byte("3"), PrevKv: true})[0]
+	if resp := res.Resp.(*pb.PutResponse); resp.PrevKv == nil || string(resp.PrevKv.Value) != "2" {
+		t.Errorf("put with prev_kv, not asked: response prev %v", resp.PrevKv)
+	}
+	res = s.apply(&pb.DeleteRangeRequest{Key: []byte("a"), RangeEnd: []byte("c")})[0]
+	if got := prevs(res); got != "none none" {
+		t.Errorf("delete, not asked: prev %s", got)
+	}
+	want.Store(true)
+	s.mustApply(&pb.PutRequest{Key: []byte("a"), Value: []byte("4")})
+	res = s.apply(&pb.PutRequest{Key: []byte("a"), Value: []byte("5")})[0]
+	if got := prevs(res); got != "4" {
+		t.Errorf("put, asked: prev %s", got)
+	}
+	res = s.apply(&pb.DeleteRangeRequest{Key: []byte("a")})[0]
+	if got := prevs(res); got != "5" {
+		t.Errorf("delete, asked: prev %s", got)
 	}
 }
 

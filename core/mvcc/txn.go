@@ -36,15 +36,18 @@ func (t *txnCtx) rangeKeys(key, end []byte, ro rangeOptions) (*rangeResult, erro
 }
 
 // put writes key at the request's revision.
-func (t *txnCtx) put(key, value []byte, lease int64) error {
+// prev is the key's current version if the caller has read it already;
+// else it is read only when the event needs it.
+func (t *txnCtx) put(key, value []byte, lease int64, prev *mvccpb.KeyValue) error {
 	rev := t.beginRev + 1
 	created := rev
-	var prev *mvccpb.KeyValue
 	modified, c, ver, err := t.v.index.get(key, rev)
 	if err == nil {
 		created = c.main
-		if prev, err = t.v.readKV(modified); err != nil {
-			return err
+		if prev == nil && t.w.prevKV {
+			if prev, err = t.v.readKV(modified); err != nil {
+				return err
+			}
 		}
 	}
 	idxRev := revision{main: rev, sub: int64(len(t.changes))}
@@ -92,9 +95,12 @@ func (t *txnCtx) deleteRange(key, end []byte) (int64, error) {
 	entries, _ := t.v.index.rangeEntries(key, end, t.rev(), 0)
 	rev := t.beginRev + 1
 	for _, e := range entries {
-		prev, err := t.v.readKV(e.modified)
-		if err != nil {
-			return 0, err
+		var prev *mvccpb.KeyValue
+		if t.w.prevKV {
+			var err error
+			if prev, err = t.v.readKV(e.modified); err != nil {
+				return 0, err
+			}
 		}
 		idxRev := revision{main: rev, sub: int64(len(t.changes))}
 		kv := &mvccpb.KeyValue{Key: e.key, ModRevision: rev}
@@ -142,7 +148,7 @@ func (t *txnCtx) putOp(r *pb.PutRequest) (*pb.PutResponse, error) {
 	if r.PrevKv {
 		resp.PrevKv = prev
 	}
-	if err := t.put(r.Key, value, lease); err != nil {
+	if err := t.put(r.Key, value, lease, prev); err != nil {
 		return nil, err
 	}
 	resp.Header.Revision = t.beginRev + 1

@@ -468,32 +468,23 @@ func (s *Server) leaseRecordWrite(rec lease.Record) mvcc.AuxWrite {
 }
 
 // attachLeases follows the keys' leases through the store's events: a put
-// attaches its lease and detaches a different previous one, a delete
-// detaches. Runs on the apply goroutine, after the events' backend writes.
+// attaches its key to its lease (and so takes it from the one it carried),
+// a put without a lease and a delete detach it. Runs on the apply
+// goroutine, after the events' backend writes, in their order. The lessor
+// knows each key's lease, so the events need no PrevKv for it.
 func (s *Server) attachLeases(results []mvcc.Result) {
 	for _, res := range results {
 		for _, ev := range res.Events {
-			prev := int64(0)
-			if ev.PrevKv != nil {
-				prev = ev.PrevKv.Lease
-			}
-			cur := int64(0)
-			if ev.Type == mvccpb.Event_PUT {
-				cur = ev.Kv.Lease
-			}
-			if cur == prev {
+			if ev.Type == mvccpb.Event_PUT && ev.Kv.Lease != 0 {
+				if err := s.lessor.Attach(ev.Kv.Lease, ev.Kv.Key); err != nil {
+					// The store checked the lease before the put.
+					s.lg.Error("attaching a key to its lease", "lease", fmt.Sprintf("%016x", ev.Kv.Lease), "err", err)
+				}
 				continue
 			}
-			if cur != 0 {
-				if err := s.lessor.Attach(cur, ev.Kv.Key); err != nil {
-					// The store checked the lease before the put.
-					s.lg.Error("attaching a key to its lease", "lease", fmt.Sprintf("%016x", cur), "err", err)
-				}
-			}
-			if prev != 0 {
-				// A revoke deletes its keys after the lease is gone.
-				s.lessor.Detach(prev, ev.Kv.Key)
-			}
+			// A revoke deletes its keys after the lease is gone, and
+			// detached them: nothing to do then.
+			s.lessor.Detach(ev.Kv.Key)
 		}
 	}
 }

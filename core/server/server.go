@@ -503,6 +503,9 @@ func (s *Server) mvccOptions() mvcc.Options {
 	o.OnCommit = func(d time.Duration) { s.metrics.backendCommit.Observe(d.Seconds()) }
 	o.CheckLease = s.lessor.Exists
 	o.Values = s.wal // opened before the store
+	// The hub exists before anything is applied; the lessor needs no
+	// PrevKv (attachLeases).
+	o.EventPrevKV = func() bool { return s.watch != nil && s.watch.WantPrevKV() }
 	return o
 }
 

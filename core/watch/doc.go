@@ -51,9 +51,11 @@
 // A response carries the watcher's events, filtered by its range and by
 // NoPut/NoDelete; if filtering leaves nothing, nothing is sent. PrevKv is
 // set only for watchers that asked prev_kv: from Notify's events as given,
-// and for replayed history (which carries none) by reading the key at the
-// revision before the event, as etcd does (nothing for a create, or when
-// that revision is compacted). Events are copied, never modified, and are
+// and where they carry none (replayed history, or a revision the store
+// applied before such a watcher came: the store reads PrevKv only while
+// WantPrevKV says a prev_kv watcher exists) by reading the key at the
+// revision before the event, as etcd does for every watcher (nothing for a
+// create, or when that revision is compacted). Events are copied, never modified, and are
 // shared between watchers: consumers must not modify them.
 //
 // # Progress

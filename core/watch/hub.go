@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -97,6 +98,9 @@ type Hub struct {
 	streams         map[*Stream]struct{}
 	matchBuf        []*watcher // Notify's scratch
 	touched         []*watcher // Notify's scratch
+	// prevKVWatchers counts the watchers that asked prev_kv and may still
+	// get events (WantPrevKV).
+	prevKVWatchers atomic.Int64
 
 	syncKick   chan struct{}
 	victimKick chan struct{}
@@ -193,13 +197,24 @@ func (h *Hub) fanOut(rev int64, evs []*mvccpb.Event) {
 		}
 	}
 	// Each event in two forms, made when first needed and shared by the
-	// watchers: as given (with PrevKv), and without PrevKv. A watcher with
-	// one event gets a shared one-element slice.
-	var bare []*mvccpb.Event
+	// watchers: with PrevKv and without. The store reads PrevKv only while
+	// WantPrevKV said so when it applied the revision; a prev_kv watcher
+	// that came since gets it read here, as replayed history does. A
+	// watcher with one event gets a shared one-element slice.
+	var bare, withPrev []*mvccpb.Event
 	var one [2][]*mvccpb.Event
 	form := func(i int, prevKV bool) *mvccpb.Event {
 		ev := evs[i]
-		if prevKV || ev.PrevKv == nil {
+		switch {
+		case prevKV && ev.PrevKv == nil:
+			if withPrev == nil {
+				withPrev = make([]*mvccpb.Event, len(evs))
+			}
+			if withPrev[i] == nil {
+				withPrev[i] = h.withPrevKV(ev)
+			}
+			return withPrev[i]
+		case prevKV || ev.PrevKv == nil:
 			return ev
 		}
 		if bare == nil {
@@ -449,6 +464,7 @@ func (h *Hub) syncUnsynced() (remaining int, progressed bool) {
 			// If the stream is full, try again next round.
 			if h.trySend(w.s, Response{WatchID: w.id, CompactRevision: compactRev, Canceled: true}) {
 				h.unsynced.remove(w)
+				h.retire(w)
 				w.state = stateCompacted
 				delete(h.progressWatchers, w)
 				progressed = true
@@ -647,8 +663,21 @@ func (h *Hub) flushProgress() {
 	}
 }
 
+// WantPrevKV reports whether a watcher that asked prev_kv may get events:
+// the store's Options.EventPrevKV.
+func (h *Hub) WantPrevKV() bool { return h.prevKVWatchers.Load() > 0 }
+
+// retire uncounts w from prevKVWatchers as it leaves the hub's live
+// states. Called with mu held, before w.state changes.
+func (h *Hub) retire(w *watcher) {
+	if w.prevKV && w.state != stateCanceled && w.state != stateCompacted {
+		h.prevKVWatchers.Add(-1)
+	}
+}
+
 // remove takes w out of the hub, whatever its state. Called with mu held.
 func (h *Hub) remove(w *watcher) {
+	h.retire(w)
 	switch w.state {
 	case stateSynced:
 		h.synced.remove(w)

@@ -578,3 +578,72 @@ func TestHub_CatchUpCopesWithCancelRestoreAndCompactionDuringItsRead(t *testing.
 		expect(t, s, map[int64][]string{0: {"canceled, compacted at 3"}})
 	})
 }
+
+// The store reads PrevKv only while WantPrevKV says so: a prev_kv watcher
+// that came after the store applied a revision without it gets PrevKv read
+// at the revision before, and a watcher without prev_kv gets none.
+func TestHub_PrevKVWatcherGetsPrevKVTheEventsLack(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.write(put("k", "v1"))                  // 2
+	f.write(put("k", "v2"), put("n", "new")) // 3
+	s := f.hub.NewStream()
+	f.watch(s, Request{Key: []byte("k"), RangeEnd: []byte("o"), PrevKV: true}) // 0
+	f.watch(s, Request{Key: []byte("k"), RangeEnd: []byte("o")})               // 1
+	for _, ops := range [][]op{{put("k", "v3"), put("n", "again")}, {del("k")}, {put("m", "created")}} {
+		rev, evs := f.src.write(ops...)
+		bare := make([]*mvccpb.Event, len(evs))
+		for i, ev := range evs {
+			bare[i] = &mvccpb.Event{Type: ev.Type, Kv: ev.Kv}
+		}
+		f.hub.Notify(rev, bare)
+	}
+	expect(t, s, map[int64][]string{
+		0: {"@4 PUT k@4=v3 (prev v2@3), PUT n@4=again (prev new@3)", "@5 DELETE k@5 (prev v3@4)", "@6 PUT m@6=created"},
+		1: {"@4 PUT k@4=v3, PUT n@4=again", "@5 DELETE k@5", "@6 PUT m@6=created"},
+	})
+}
+
+// WantPrevKV counts the prev_kv watchers that may still get events.
+func TestHub_WantPrevKVWhileAPrevKVWatcherLives(t *testing.T) {
+	f := newFixture(t, Options{})
+	want := func(w bool) {
+		t.Helper()
+		if got := f.hub.WantPrevKV(); got != w {
+			t.Fatalf("WantPrevKV = %v, want %v", got, w)
+		}
+	}
+	s := f.hub.NewStream()
+	f.watch(s, Request{Key: []byte("k")})
+	want(false)
+	a := f.watch(s, Request{Key: []byte("k"), PrevKV: true})
+	b := f.watch(s, Request{Key: []byte("k"), PrevKV: true})
+	want(true)
+	if err := s.Cancel(a); err != nil {
+		t.Fatal(err)
+	}
+	want(true)
+	if err := s.Cancel(b); err != nil {
+		t.Fatal(err)
+	}
+	want(false)
+	f.watch(s, Request{Key: []byte("k"), PrevKV: true})
+	want(true)
+	s.Close()
+	want(false)
+
+	// Canceled by the hub because its history was compacted.
+	for i := range 3 {
+		f.write(put("k", fmt.Sprint(i)))
+	}
+	f.src.compactTo(f.src.current())
+	s2 := f.hub.NewStream()
+	f.watch(s2, Request{Key: []byte("k"), StartRev: 2, PrevKV: true})
+	want(true)
+	f.hub.syncUnsynced()
+	if got := byWatcher(drain(s2)); len(got[0]) != 1 || !strings.HasPrefix(got[0][0], "canceled") {
+		t.Fatalf("got %v, want the watcher canceled", got)
+	}
+	want(false)
+	s2.Close()
+	want(false)
+}

@@ -193,6 +193,9 @@ func (s *Stream) Watch(r Request) (id, rev int64, err error) {
 	if w.progressNotify {
 		h.progressWatchers[w] = struct{}{}
 	}
+	if w.prevKV {
+		h.prevKVWatchers.Add(1)
+	}
 	s.watchers[id] = w
 	return id, h.rev, nil
 }
