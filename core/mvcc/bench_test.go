@@ -52,6 +52,7 @@ func BenchmarkApplyPut(b *testing.B) {
 		opts Options
 	}{
 		{"batched", Options{}},
+		{"batched-events-without-prev", Options{EventPrevKV: func() bool { return false }}},
 		{"commit-every-apply", Options{BatchLimit: 1}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
