@@ -252,8 +252,16 @@ func (le *Lessor) Attach(id int64, key []byte) error {
 	return nil
 }
 
-// Detach records that key carries no lease any more.
+// Detach records that key carries no lease any more. Most keys carry
+// none: that is checked under the read lock, so that a put without a
+// lease does not contend with renewals.
 func (le *Lessor) Detach(key []byte) {
+	le.mu.RLock()
+	_, ok := le.keyLease[string(key)]
+	le.mu.RUnlock()
+	if !ok {
+		return
+	}
 	le.mu.Lock()
 	defer le.mu.Unlock()
 	k := string(key)

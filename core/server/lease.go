@@ -476,11 +476,12 @@ func (s *Server) attachLeases(results []mvcc.Result) {
 	for _, res := range results {
 		for _, ev := range res.Events {
 			if ev.Type == mvccpb.Event_PUT && ev.Kv.Lease != 0 {
-				if err := s.lessor.Attach(ev.Kv.Lease, ev.Kv.Key); err != nil {
-					// The store checked the lease before the put.
-					s.lg.Error("attaching a key to its lease", "lease", fmt.Sprintf("%016x", ev.Kv.Lease), "err", err)
+				err := s.lessor.Attach(ev.Kv.Lease, ev.Kv.Key)
+				if err == nil {
+					continue
 				}
-				continue
+				// The store checked the lease before the put.
+				s.lg.Error("attaching a key to its lease", "lease", fmt.Sprintf("%016x", ev.Kv.Lease), "err", err)
 			}
 			// A revoke deletes its keys after the lease is gone, and
 			// detached them: nothing to do then.
