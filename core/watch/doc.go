@@ -55,8 +55,9 @@
 // applied before such a watcher came: the store reads PrevKv only while
 // WantPrevKV says a prev_kv watcher exists) by reading the key at the
 // revision before the event, as etcd does for every watcher (nothing for a
-// create, or when that revision is compacted). Events are copied, never modified, and are
-// shared between watchers: consumers must not modify them.
+// create, or when that revision is compacted). Events are copied, never
+// modified, and are shared between watchers: consumers must not modify
+// them.
 //
 // # Progress
 //

@@ -196,35 +196,12 @@ func (h *Hub) fanOut(rev int64, evs []*mvccpb.Event) {
 			}
 		}
 	}
-	// Each event in two forms, made when first needed and shared by the
-	// watchers: with PrevKv and without. The store reads PrevKv only while
-	// WantPrevKV said so when it applied the revision; a prev_kv watcher
-	// that came since gets it read here, as replayed history does. A
-	// watcher with one event gets a shared one-element slice.
-	var bare, withPrev []*mvccpb.Event
+	// A prev_kv watcher that came after the store applied the revision
+	// without PrevKv (it reads it only while WantPrevKV says so) gets it
+	// read here, as replayed history does. A watcher with one event gets a
+	// shared one-element slice.
+	forms := eventForms{h: h, evs: evs}
 	var one [2][]*mvccpb.Event
-	form := func(i int, prevKV bool) *mvccpb.Event {
-		ev := evs[i]
-		switch {
-		case prevKV && ev.PrevKv == nil:
-			if withPrev == nil {
-				withPrev = make([]*mvccpb.Event, len(evs))
-			}
-			if withPrev[i] == nil {
-				withPrev[i] = h.withPrevKV(ev)
-			}
-			return withPrev[i]
-		case prevKV || ev.PrevKv == nil:
-			return ev
-		}
-		if bare == nil {
-			bare = make([]*mvccpb.Event, len(evs))
-		}
-		if bare[i] == nil {
-			bare[i] = &mvccpb.Event{Type: ev.Type, Kv: ev.Kv}
-		}
-		return bare[i]
-	}
 	for _, w := range touched {
 		w.touched = false
 		w.minRev = rev + 1
@@ -238,13 +215,13 @@ func (h *Hub) fanOut(rev int64, evs []*mvccpb.Event) {
 				f = 1
 			}
 			if one[f] == nil {
-				one[f] = []*mvccpb.Event{form(0, w.prevKV)}
+				one[f] = []*mvccpb.Event{forms.get(0, w.prevKV)}
 			}
 			out = one[f]
 		} else {
 			out = make([]*mvccpb.Event, len(w.idx))
 			for j, i := range w.idx {
-				out[j] = form(i, w.prevKV)
+				out[j] = forms.get(i, w.prevKV)
 			}
 		}
 		w.idx = w.idx[:0]
@@ -564,7 +541,7 @@ func (h *Hub) collect(cs []*catchup, from, to int64) (int64, error) {
 		g.add(c.w)
 		byWatcher[c.w] = c
 	}
-	var withPrev, bare []*mvccpb.Event // per event, made when first needed
+	forms := eventForms{h: h, evs: evs}
 	var buf []*watcher
 	for i, ev := range evs {
 		buf = g.match(ev.Kv.Key, buf[:0])
@@ -573,25 +550,7 @@ func (h *Hub) collect(cs []*catchup, from, to int64) (int64, error) {
 			if ev.Kv.ModRevision < c.next || !w.wants(ev) {
 				continue
 			}
-			out := ev
-			switch {
-			case w.prevKV && ev.PrevKv == nil:
-				if withPrev == nil {
-					withPrev = make([]*mvccpb.Event, len(evs))
-				}
-				if withPrev[i] == nil {
-					withPrev[i] = h.withPrevKV(ev)
-				}
-				out = withPrev[i]
-			case !w.prevKV && ev.PrevKv != nil:
-				if bare == nil {
-					bare = make([]*mvccpb.Event, len(evs))
-				}
-				if bare[i] == nil {
-					bare[i] = &mvccpb.Event{Type: ev.Type, Kv: ev.Kv}
-				}
-				out = bare[i]
-			}
+			out := forms.get(i, w.prevKV)
 			c.events = append(c.events, out)
 		}
 	}
@@ -599,6 +558,39 @@ func (h *Hub) collect(cs []*catchup, from, to int64) (int64, error) {
 		c.next = max(c.next, next)
 	}
 	return next, nil
+}
+
+// eventForms gives each of evs in the form a watcher gets, with PrevKv or
+// without, made when first needed and shared by the watchers: an event
+// without the PrevKv a prev_kv watcher needs has it read (withPrevKV), one
+// with a PrevKv the watcher did not ask for is copied without it.
+type eventForms struct {
+	h              *Hub
+	evs            []*mvccpb.Event
+	withPrev, bare []*mvccpb.Event // by index into evs
+}
+
+func (f *eventForms) get(i int, prevKV bool) *mvccpb.Event {
+	ev := f.evs[i]
+	switch {
+	case prevKV && ev.PrevKv == nil:
+		if f.withPrev == nil {
+			f.withPrev = make([]*mvccpb.Event, len(f.evs))
+		}
+		if f.withPrev[i] == nil {
+			f.withPrev[i] = f.h.withPrevKV(ev)
+		}
+		return f.withPrev[i]
+	case !prevKV && ev.PrevKv != nil:
+		if f.bare == nil {
+			f.bare = make([]*mvccpb.Event, len(f.evs))
+		}
+		if f.bare[i] == nil {
+			f.bare[i] = &mvccpb.Event{Type: ev.Type, Kv: ev.Kv}
+		}
+		return f.bare[i]
+	}
+	return ev
 }
 
 // withPrevKV returns ev with PrevKv set to the key as it was at the revision
