@@ -40,13 +40,15 @@ func (t *txnCtx) rangeKeys(key, end []byte, ro rangeOptions) (*rangeResult, erro
 // else it is read only when the event needs it.
 func (t *txnCtx) put(key, value []byte, lease int64, prev *mvccpb.KeyValue) error {
 	rev := t.beginRev + 1
-	created := rev
-	modified, c, ver, err := t.v.index.get(key, rev)
-	if err == nil {
-		created = c.main
-		if prev == nil && t.w.prevKV {
-			if prev, err = t.v.readKV(modified); err != nil {
-				return err
+	created, ver := rev, int64(0)
+	old := t.v.index.keyIndex(key) // put below reuses the lookup
+	if old != nil {
+		if modified, c, v, err := old.get(rev); err == nil {
+			created, ver = c.main, v
+			if prev == nil && t.w.prevKV {
+				if prev, err = t.v.readKV(modified); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -66,7 +68,7 @@ func (t *txnCtx) put(key, value []byte, lease int64, prev *mvccpb.KeyValue) erro
 	if err := t.w.btx.Put(bucketKey, revToBytes(idxRev, false), raw); err != nil {
 		return fmt.Errorf("mvcc: put: %w", err)
 	}
-	t.v.index.put(kv.Key, idxRev)
+	t.v.index.put(old, kv.Key, idxRev)
 	t.changes = append(t.changes, &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: kv, PrevKv: prev})
 	return nil
 }
