@@ -103,7 +103,11 @@
 // that it commits, so that they can be recycled; a segment whose values
 // mostly live stays, its values written once. The bytes stored into a
 // segment are counted from Open (the ones alive then, plus the ones put
-// since): they are not on disk.
+// since): they are not on disk. So is the range of revisions its values
+// were put at (a segment holds consecutive Raft entries, so consecutive
+// revisions): Migrate reads only that part of the key bucket, not all of
+// it, so the apply goroutine it runs on waits for the segment's
+// revisions, however large the store.
 //
 // # Bucket layout
 //

@@ -129,6 +129,10 @@ func (s *Store) legacyLoadFrom(tx *backend.ReadTx, allowPointers bool) (*state, 
 			c.n++
 			c.bytes += p.Len
 			c.ever += p.Len
+			if c.lo == 0 {
+				c.lo = rev.main
+			}
+			c.hi = rev.main
 			st.live[p.Seq] = c
 			st.pointers++
 		}

@@ -126,6 +126,8 @@ type Store struct {
 	// committedIndex is the consistent index on disk: the one a restart
 	// would find.
 	committedIndex atomic.Uint64
+	// migrateScanned counts the key bucket records Migrate has read.
+	migrateScanned atomic.Int64
 }
 
 // Op is one committed Raft entry for Apply.
@@ -325,11 +327,7 @@ func (s *Store) loadFrom(tx *backend.ReadTx, allowPointers bool) (*state, error)
 			if !allowPointers {
 				return nil, fmt.Errorf("mvcc: revision %x: %w: the value is a pointer into another member's WAL", k, errBadPointer)
 			}
-			c := st.live[r.ptr.Seq]
-			c.n++
-			c.bytes += r.ptr.Len
-			c.ever += r.ptr.Len
-			st.live[r.ptr.Seq] = c
+			st.live[r.ptr.Seq] = st.live[r.ptr.Seq].add(segLive{n: 1, bytes: r.ptr.Len, ever: r.ptr.Len, lo: rev.main, hi: rev.main})
 			st.pointers++
 		}
 		ki, ok := keys[string(r.key)]
@@ -620,18 +618,16 @@ type writer struct {
 }
 
 // addLive counts n more (or fewer) pointers of size bytes each into
-// segment seq.
-func (w *writer) addLive(seq uint64, n, bytes int64) {
+// segment seq; rev is the main revision of pointers added.
+func (w *writer) addLive(seq uint64, n, bytes, rev int64) {
 	if w.live == nil {
 		w.live = map[uint64]segLive{}
 	}
-	c := w.live[seq]
-	c.n += n
-	c.bytes += n * bytes
+	d := segLive{n: n, bytes: n * bytes}
 	if n > 0 {
-		c.ever += n * bytes
+		d.ever, d.lo, d.hi = d.bytes, rev, rev
 	}
-	w.live[seq] = c
+	w.live[seq] = w.live[seq].add(d)
 }
 
 // Apply applies ops in Raft order into the backend's batch, together with
@@ -857,7 +853,7 @@ func (w *writer) compact(r *pb.CompactionRequest) (*pb.CompactionResponse, error
 				return nil, fmt.Errorf("revision %x: %w", k, err)
 			}
 			if p != nil {
-				w.addLive(p.Seq, -1, p.Len)
+				w.addLive(p.Seq, -1, p.Len, 0)
 			}
 		}
 	}

@@ -87,7 +87,7 @@ func (t *txnCtx) encodePut(kv *mvccpb.KeyValue) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.w.addLive(p.Seq, 1, p.Len)
+	t.w.addLive(p.Seq, 1, p.Len, kv.ModRevision)
 	s.cache.add(p, kv.Value)
 	return raw, nil
 }

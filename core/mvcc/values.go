@@ -51,6 +51,26 @@ type segLive struct {
 	// this process knows of: those written since Open, plus those alive at
 	// Open (the ones that died before are forgotten).
 	ever int64
+	// lo and hi bound the main revisions of the pointers stored into the
+	// segment that this process knows of (0 if none): a segment holds
+	// entries of consecutive Raft indexes, so its values were written at
+	// consecutive revisions, and Migrate reads only those.
+	lo, hi int64
+}
+
+// add adds d to c.
+func (c segLive) add(d segLive) segLive {
+	c.n += d.n
+	c.bytes += d.bytes
+	c.ever += d.ever
+	if d.hi > 0 {
+		if c.hi == 0 {
+			c.lo, c.hi = d.lo, d.hi
+		} else {
+			c.lo, c.hi = min(c.lo, d.lo), max(c.hi, d.hi)
+		}
+	}
+	return c
 }
 
 // liveSet tracks which WAL segments values still live in, for Pinned: the
@@ -92,10 +112,7 @@ func (l *liveSet) merge(delta map[uint64]segLive, gen uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for seq, d := range delta {
-		c := l.segs[seq]
-		c.n += d.n
-		c.bytes += d.bytes
-		c.ever += d.ever
+		c := l.segs[seq].add(d)
 		if d.n < 0 {
 			l.unsynced[seq] = l.epoch
 		}
@@ -364,6 +381,17 @@ func (s *Store) Migrate(segs []uint64, minLive int64) (moved int, err error) {
 	if len(targets) == 0 {
 		return 0, nil
 	}
+	// Only the revisions the targets' values were written at are read,
+	// not the whole key bucket.
+	var span segLive
+	for seq := range targets {
+		span = span.add(s.live.get(seq))
+	}
+	from, end := []byte(nil), []byte(nil)
+	if span.hi > 0 {
+		from = revToBytes(revision{main: span.lo}, false)
+		end = revToBytes(revision{main: span.hi + 1}, false)
+	}
 	start := time.Now()
 	btx, err := s.be.BeginBatch()
 	if err != nil {
@@ -371,11 +399,13 @@ func (s *Store) Migrate(segs []uint64, minLive int64) (moved int, err error) {
 	}
 	type rewrite struct{ k, v []byte }
 	var (
-		rws    []rewrite
-		budget int64
-		delta  = map[uint64]segLive{}
+		rws     []rewrite
+		budget  int64
+		scanned int
+		delta   = map[uint64]segLive{}
 	)
-	for k, raw := range btx.Range(bucketKey, nil, nil) {
+	for k, raw := range btx.Range(bucketKey, from, end) {
+		scanned++
 		if !isPointerRecord(raw) {
 			continue
 		}
@@ -424,7 +454,8 @@ func (s *Store) Migrate(segs []uint64, minLive int64) (moved int, err error) {
 	if err := s.ForceCommit(); err != nil {
 		return 0, err
 	}
+	s.migrateScanned.Add(int64(scanned))
 	s.log.Info("moved values out of WAL segments into the backend", "segments", len(targets), "values", len(rws),
-		"bytes", budget, "took", time.Since(start))
+		"bytes", budget, "revisions-read", scanned, "took", time.Since(start))
 	return len(rws), nil
 }

@@ -483,6 +483,43 @@ func TestValues_MigrateMovesTheValuesOfMostlyDeadSegments(t *testing.T) {
 	}
 }
 
+func TestValues_MigrateReadsOnlyTheRevisionsOfItsSegments(t *testing.T) {
+	// Twice: with the pointers as written, and as Open finds them.
+	for _, reopen := range []bool{false, true} {
+		s := pointerStore(t, Options{})
+		val := strings.Repeat("v", 100)
+		for i := range 200 {
+			s.put(fmt.Sprint("early", i), "small") // inline: under the pointer minimum
+		}
+		seg := s.wal.cut()
+		for i := range 10 {
+			s.put(fmt.Sprint("a", i), val) // revisions 201..210
+		}
+		s.wal.cut()
+		for i := range 9 {
+			s.put(fmt.Sprint("a", i), "small") // a0..a8 again, inline
+		}
+		for i := range 200 {
+			s.put(fmt.Sprint("late", i), "small")
+		}
+		s.mustApply(&pb.CompactionRequest{Revision: s.Rev()})
+		if reopen {
+			s.reopen()
+		}
+		if n, _ := s.LiveValues(seg); n != 1 {
+			t.Fatalf("LiveValues(%d) = %d", seg, n)
+		}
+		before := s.migrateScanned.Load()
+		if moved, err := s.Migrate([]uint64{seg}, 1000); err != nil || moved != 1 {
+			t.Fatalf("Migrate (reopened %v): %d, %v", reopen, moved, err)
+		}
+		// The key bucket holds 410 revisions, 10 of them the segment's.
+		if n := s.migrateScanned.Load() - before; n > 10 {
+			t.Fatalf("Migrate (reopened %v) read %d revisions, want at most the segment's 10", reopen, n)
+		}
+	}
+}
+
 func TestValues_CacheServesRecentValuesWithoutReads(t *testing.T) {
 	s := pointerStore(t, Options{ValueCacheBytes: 1 << 20})
 	v := strings.Repeat("c", 200)
