@@ -105,13 +105,26 @@ type Snapshotter struct {
 	lg  *slog.Logger
 }
 
-// New returns a Snapshotter for dir, creating it if needed.
+// New returns a Snapshotter for dir, creating it if needed, and removes
+// the temporary files of writes a crash interrupted (nothing writes in
+// dir yet).
 func New(dir string, lg *slog.Logger) (*Snapshotter, error) {
 	if lg == nil {
 		lg = slog.Default()
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return &Snapshotter{dir: dir, lg: lg}, nil
 }
@@ -191,9 +204,10 @@ func (s *Snapshotter) Load(term, index uint64) (*raftpb.Snapshot, error) {
 }
 
 // Purge removes .snap files other than the newest keep (all are kept if
-// keep is negative), and received
-// backends (.snap.db) for snapshots at or below installed, the index of the
-// newest snapshot whose backend is in place.
+// keep is negative), and received backends (.snap.db) for snapshots at or
+// below installed, the index of the newest snapshot whose backend is in
+// place. It leaves temporary files alone: they are writes in progress
+// (Save, a backend being received), which may run meanwhile.
 func (s *Snapshotter) Purge(keep int, installed uint64) error {
 	ents, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -212,8 +226,6 @@ func (s *Snapshotter) Purge(keep int, installed uint64) error {
 					return err
 				}
 			}
-		case strings.HasSuffix(name, ".tmp"):
-			os.Remove(filepath.Join(s.dir, name))
 		}
 	}
 	sort.Strings(snaps) // names sort by term, then index

@@ -80,6 +80,36 @@ func TestSnap_PurgeKeepsTheNewest(t *testing.T) {
 	}
 }
 
+func TestSnap_TemporaryFilesGoAtNewNotAtPurge(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := New(dir, nil)
+	// A write in progress when Purge runs (another goroutine's Save, or a
+	// backend being received) keeps its temporary file.
+	inProgress := []string{filepath.Join(dir, fileName(1, 90)+".tmp"), s.DBPath(90) + ".tmp"}
+	for _, p := range inProgress {
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Purge(1, 100); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range inProgress {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("Purge removed a write in progress: %v", err)
+		}
+	}
+	// At New nothing writes: what a crash left is removed.
+	if _, err := New(dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range inProgress {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("New left %s: %v", p, err)
+		}
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	b, _ := Encode(sample(2, 7))
 	f.Add(b)
