@@ -26,13 +26,16 @@
 // history (Restore). core/rpc serves the Watch service over the hub.
 //
 // Snapshots (snapshot.go): every --snapshot-count applied entries the apply
-// goroutine commits the backend, saves a snapshot file (membership and Raft
-// metadata) and a WAL marker, compacts the in-memory log keeping
-// --snapshot-catchup-entries, and recycles old WAL segments. A follower that
-// needs entries the leader no longer has gets the leader's backend as it is
-// (Raft metadata rewritten to the backend's applied index, as etcd's merged
-// snapshot) on its own QUIC stream; it stores it under snap/ before Raft sees
-// the message, and installs it on its apply goroutine.
+// goroutine takes the snapshot's Raft metadata and membership and goes on
+// applying, while the snapshot goroutine commits the backend, saves a
+// snapshot file and a WAL marker, compacts the in-memory log keeping
+// --snapshot-catchup-entries, and recycles old WAL segments; then the
+// apply goroutine moves values out of the segments Raft no longer needs.
+// A follower that needs entries the leader no longer has gets the leader's
+// backend as it is (Raft metadata rewritten to the backend's applied
+// index, as etcd's merged snapshot) on its own QUIC stream; it stores it
+// under snap/ before Raft sees the message, and installs it on its apply
+// goroutine.
 //
 // Values written once (values.go): for a put entry, apply finds where the
 // value's bytes lie in the WAL (the entry's Loc, plus the offset of the

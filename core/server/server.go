@@ -126,7 +126,7 @@ type Server struct {
 	walState  *wal.State        // what restart read, until Start loads it
 	joinPeers map[uint64]string // members to reach first when joining
 	snaps     *snap.Snapshotter
-	storage   raftStorage
+	storage   *raftStorage
 	raftLog   *raft.MemoryStorage
 	dbPath    string
 	kv        *mvcc.Store
@@ -137,10 +137,18 @@ type Server struct {
 	fwd       leaderConn // to the leader, for lease requests
 
 	snapshotsInstalled atomic.Int64
-	node               *raftnode.Node
-	started            atomic.Bool // node may receive traffic
-	transport          PeerTransport
-	members            membership
+	snapshotsSaved     atomic.Int64
+	// snapc takes the snapshots the apply goroutine takes to the snapshot
+	// goroutine; snapMu is held while one is saved, and by the apply
+	// goroutine while it replaces the backend; snapSaved is the index of
+	// the last one saved, until the apply goroutine moves values for it.
+	snapc     chan snapJob
+	snapMu    sync.Mutex
+	snapSaved atomic.Uint64
+	node      *raftnode.Node
+	started   atomic.Bool // node may receive traffic
+	transport PeerTransport
+	members   membership
 
 	reqSeq  atomic.Uint64 // low bits of request IDs
 	waits   waitList
@@ -205,6 +213,7 @@ func New(cfg Config) (*Server, error) {
 		applyc:       make(chan applyItem, 64),
 		leaderKnownc: make(chan struct{}, 1),
 		snapSendc:    make(chan *raftpb.Message, 4),
+		snapc:        make(chan snapJob, 1),
 		readNotify:   newNotifier(),
 		readwaitc:    make(chan struct{}, 1),
 		readStatec:   make(chan raft.ReadState, 16),
@@ -256,7 +265,7 @@ func New(cfg Config) (*Server, error) {
 	if s.snaps, err = snap.New(filepath.Join(memberDir, "snap"), s.lg); err != nil {
 		return fail(err)
 	}
-	s.storage = raftStorage{wal: s.wal, snap: s.snaps}
+	s.storage = &raftStorage{wal: s.wal, snap: s.snaps}
 	if s.kv, err = mvcc.Open(s.dbPath, s.mvccOptions()); err != nil {
 		return fail(fmt.Errorf("opening backend: %w", err))
 	}
@@ -543,8 +552,9 @@ func (s *Server) Start() {
 	s.node.Start()
 	s.started.Store(true)
 	s.watch.Start()
-	s.wg.Add(4)
+	s.wg.Add(5)
 	go s.applyLoop()
+	go s.snapshotLoop()
 	go s.readLoop()
 	go s.publish()
 	go s.leaseLoop()

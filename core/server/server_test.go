@@ -427,3 +427,73 @@ func TestServer_AddedMemberJoinsBySnapshot(t *testing.T) {
 		return err
 	})
 }
+
+func TestServer_ApplyGoesOnWhileASnapshotIsSaved(t *testing.T) {
+	c := newTestClusterWith(t, 1, func(cfg *Config) {
+		cfg.SnapshotCount = 10
+		cfg.SnapshotCatchUpEntries = 5
+	})
+	s := c.servers[0]
+	put := func(k string) {
+		retry(t, func() error {
+			_, err := s.Put(ctxT(t), &pb.PutRequest{Key: []byte(k), Value: []byte("v")})
+			return err
+		})
+	}
+	// Hold the snapshot goroutine as a slow disk would: the puts past
+	// --snapshot-count are applied and answered all the same.
+	s.snapMu.Lock()
+	for i := range 40 {
+		put(fmt.Sprintf("k%02d", i))
+	}
+	if n := s.snapshotsSaved.Load(); n != 0 {
+		t.Fatalf("%d snapshots saved while the snapshot goroutine was held", n)
+	}
+	s.snapMu.Unlock()
+	retry(t, func() error {
+		if s.snapshotsSaved.Load() == 0 {
+			return errors.New("no snapshot saved")
+		}
+		if first, _ := s.raftLog.FirstIndex(); first <= 2 {
+			return fmt.Errorf("the log is not compacted (first index %d)", first)
+		}
+		return nil
+	})
+	// The snapshot holds: a restart replays from it.
+	put("after")
+	c.stop(0)
+	c.start(0)
+	resp, err := c.servers[0].Range(ctxT(t), &pb.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l")})
+	if err != nil || resp.Count != 40 {
+		t.Fatalf("after a restart: %d keys, %v", resp.GetCount(), err)
+	}
+}
+
+func TestServer_ASnapshotTakenBelowAnInstalledOneIsDropped(t *testing.T) {
+	c := newTestCluster(t, 1)
+	s := c.servers[0]
+	for i := range 5 {
+		retry(t, func() error {
+			_, err := s.Put(ctxT(t), &pb.PutRequest{Key: []byte(fmt.Sprint("k", i)), Value: []byte("v")})
+			return err
+		})
+	}
+	index := s.applied.get()
+	snapAt := func(i uint64) *raftpb.Snapshot {
+		return &raftpb.Snapshot{Data: []byte{0x81, 0x80}, Metadata: &raftpb.SnapshotMetadata{
+			Index: new(i), Term: new(uint64(1)), ConfState: &raftpb.ConfState{Voters: []uint64{s.ID()}},
+		}}
+	}
+	// As the append goroutine saves one Raft installs...
+	if err := s.storage.SaveSnapshot(snapAt(index)); err != nil {
+		t.Fatal(err)
+	}
+	// ...which overtakes the one the snapshot goroutine was saving: that
+	// one is dropped, where writing its marker would move the WAL's back.
+	if saved, err := s.storage.saveTaken(snapAt(index - 1)); saved || err != nil {
+		t.Fatalf("saveTaken below the installed snapshot: saved %v, %v", saved, err)
+	}
+	if saved, err := s.storage.saveTaken(snapAt(index)); saved || err != nil {
+		t.Fatalf("saveTaken at the installed snapshot: saved %v, %v", saved, err)
+	}
+}

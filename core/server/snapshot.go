@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -25,24 +26,52 @@ type snapshotData struct {
 }
 
 // raftStorage is what the Raft node persists through: the WAL, and the
-// snapshot files followed by a WAL marker.
+// snapshot files followed by a WAL marker. Snapshots are saved from two
+// goroutines: the append goroutine saves the ones Raft installs (sent by
+// the leader), the snapshot goroutine the ones this member takes. mu
+// orders them, so that a snapshot taken at an index below one installed
+// meanwhile is dropped rather than moving the WAL's marker back.
 type raftStorage struct {
 	wal  *wal.WAL
 	snap *snap.Snapshotter
+	mu   sync.Mutex
+	last uint64 // index of the last snapshot saved since start
 }
 
-func (r raftStorage) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
+func (r *raftStorage) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 	return r.wal.Save(hs, ents)
 }
 
-// SaveSnapshot writes the snapshot file first and the WAL marker second:
-// on restart a marker always finds its file.
-func (r raftStorage) SaveSnapshot(s *raftpb.Snapshot) error {
+// SaveSnapshot saves a snapshot Raft installs.
+func (r *raftStorage) SaveSnapshot(s *raftpb.Snapshot) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.save(s)
+}
+
+// saveTaken saves a snapshot this member took, unless one at its index or
+// above was saved meanwhile; it reports whether it saved it.
+func (r *raftStorage) saveTaken(s *raftpb.Snapshot) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s.GetMetadata().GetIndex() <= r.last {
+		return false, nil
+	}
+	return true, r.save(s)
+}
+
+// save writes the snapshot file first and the WAL marker second: on
+// restart a marker always finds its file. The caller holds mu.
+func (r *raftStorage) save(s *raftpb.Snapshot) error {
 	if err := r.snap.Save(s); err != nil {
 		return err
 	}
 	md := s.GetMetadata()
-	return r.wal.SaveSnapshot(wal.SnapshotMarker{Index: md.GetIndex(), Term: md.GetTerm()})
+	if err := r.wal.SaveSnapshot(wal.SnapshotMarker{Index: md.GetIndex(), Term: md.GetTerm()}); err != nil {
+		return err
+	}
+	r.last = max(r.last, md.GetIndex())
+	return nil
 }
 
 // applyState is what the apply goroutine tracks besides the backend: the
@@ -69,18 +98,30 @@ func (st *applyState) applyConfChange(cc *raftpb.ConfChange) {
 	slices.Sort(cs.Learners)
 }
 
+// snapJob is a snapshot the apply goroutine took: the Raft metadata and
+// membership as of index, which the backend holds once committed.
+type snapJob struct {
+	index, term uint64
+	confState   *raftpb.ConfState
+	data        []byte // snapshotData
+}
+
 // maybeSnapshot takes a snapshot when enough entries were applied since the
-// last one, then compacts the in-memory log and purges old files. It runs
-// on the apply goroutine.
+// last one, and hands it to the snapshot goroutine to make durable, so
+// that applying goes on meanwhile (on an SD card the backend commit, the
+// snapshot file and the WAL marker are five syncs, about 100 ms). Once a
+// snapshot is saved, it moves values out of the WAL segments the log no
+// longer needs, which writes the store and so happens here. It runs on the
+// apply goroutine.
 func (s *Server) maybeSnapshot() {
+	if index := s.snapSaved.Swap(0); index != 0 {
+		if err := s.migrateValues(index); err != nil {
+			s.cfg.Fatal(err)
+			return
+		}
+	}
 	st := &s.ast
 	if st.index-st.snapIndex < s.cfg.SnapshotCount {
-		return
-	}
-	// The backend must hold everything up to the snapshot index before the
-	// WAL entries below it may go.
-	if err := s.kv.ForceCommit(); err != nil {
-		s.cfg.Fatal(fmt.Errorf("committing the backend before a snapshot: %w", err))
 		return
 	}
 	data, err := codec.Marshal(snapshotData{Members: s.members.all()})
@@ -88,41 +129,77 @@ func (s *Server) maybeSnapshot() {
 		s.cfg.Fatal(err)
 		return
 	}
-	sn, err := s.raftLog.CreateSnapshot(st.index, cloneConfState(st.confState), data)
-	if errors.Is(err, raft.ErrSnapOutOfDate) {
+	select {
+	case s.snapc <- snapJob{index: st.index, term: st.term, confState: cloneConfState(st.confState), data: data}:
 		st.snapIndex = st.index
-		return
+	default:
+		// The one before is still waiting for the snapshot goroutine: try
+		// again after the next batch.
+	}
+}
+
+// snapshotLoop saves the snapshots the apply goroutine takes, one at a
+// time, each under snapMu.
+func (s *Server) snapshotLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case job := <-s.snapc:
+			s.snapMu.Lock()
+			err := s.saveSnapshot(job)
+			s.snapMu.Unlock()
+			if err != nil {
+				s.cfg.Fatal(err)
+				return
+			}
+		case <-s.stopc:
+			return
+		}
+	}
+}
+
+// saveSnapshot makes a snapshot durable, then compacts the in-memory log
+// and purges old files. A snapshot that one Raft installed meanwhile has
+// overtaken is dropped.
+func (s *Server) saveSnapshot(job snapJob) error {
+	// The backend must hold everything up to the snapshot index before the
+	// WAL entries below it may go.
+	if err := s.kv.ForceCommit(); err != nil {
+		return fmt.Errorf("committing the backend before a snapshot: %w", err)
+	}
+	sn, err := s.raftLog.CreateSnapshot(job.index, job.confState, job.data)
+	if errors.Is(err, raft.ErrSnapOutOfDate) {
+		return nil
 	}
 	if err != nil {
-		s.cfg.Fatal(fmt.Errorf("creating snapshot at %d: %w", st.index, err))
-		return
+		return fmt.Errorf("creating snapshot at %d: %w", job.index, err)
 	}
-	if err := s.storage.SaveSnapshot(sn); err != nil {
-		s.cfg.Fatal(fmt.Errorf("saving snapshot at %d: %w", st.index, err))
-		return
+	saved, err := s.storage.saveTaken(sn)
+	if err != nil {
+		return fmt.Errorf("saving snapshot at %d: %w", job.index, err)
 	}
-	st.snapIndex = st.index
-	if st.index > s.cfg.SnapshotCatchUpEntries {
-		compactTo := st.index - s.cfg.SnapshotCatchUpEntries
+	if !saved {
+		return nil
+	}
+	if job.index > s.cfg.SnapshotCatchUpEntries {
+		compactTo := job.index - s.cfg.SnapshotCatchUpEntries
 		if err := s.raftLog.Compact(compactTo); err != nil && !errors.Is(err, raft.ErrCompacted) {
 			s.lg.Warn("compacting the raft log", "index", compactTo, "err", err)
 		}
 	}
-	if err := s.migrateValues(st.index); err != nil {
-		s.cfg.Fatal(err)
-		return
-	}
-	if _, err := s.wal.PurgeBefore(st.index); err != nil {
+	if _, err := s.wal.PurgeBefore(job.index); err != nil {
 		if errors.Is(err, wal.ErrFailed) {
-			s.cfg.Fatal(fmt.Errorf("purging write-ahead log segments: %w", err))
-			return
+			return fmt.Errorf("purging write-ahead log segments: %w", err)
 		}
 		s.lg.Warn("purging write-ahead log segments", "err", err)
 	}
-	if err := s.snaps.Purge(s.cfg.MaxSnapshots, st.index); err != nil {
+	if err := s.snaps.Purge(s.cfg.MaxSnapshots, job.index); err != nil {
 		s.lg.Warn("purging snapshot files", "err", err)
 	}
-	s.lg.Info("saved snapshot", "index", st.index, "term", st.term)
+	s.snapSaved.Store(job.index)
+	s.snapshotsSaved.Add(1)
+	s.lg.Info("saved snapshot", "index", job.index, "term", job.term)
+	return nil
 }
 
 func cloneConfState(cs *raftpb.ConfState) *raftpb.ConfState {
@@ -215,6 +292,9 @@ func (s *Server) installSnapshot(sn *raftpb.Snapshot) {
 	if md.GetIndex() <= s.ast.index {
 		return
 	}
+	// Not while a snapshot of the backend being replaced is saved.
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
 	if err := s.replaceBackend(md.GetIndex()); err != nil {
 		s.cfg.Fatal(fmt.Errorf("installing snapshot %d: %w", md.GetIndex(), err))
 		return

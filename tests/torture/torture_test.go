@@ -159,6 +159,12 @@ func runScenario(t *testing.T, server, bin string, nem nemesis, dur time.Duratio
 		opts = append(opts, framework.WithEnv(nem.faultEnv...))
 	}
 	opts = append(opts, framework.WithFlags("--watch-progress-notify-interval="+watchProgressEvery.String()))
+	if server == "edgekv" {
+		// Snapshots every second or so, so that faults meet them: taken
+		// while applying goes on, installed on members that fell behind,
+		// and replayed from after a crash.
+		opts = append(opts, framework.WithFlags("--snapshot-count=500", "--snapshot-catchup-entries=100"))
+	}
 	c := framework.StartCluster(t, bin, 3, opts...)
 	out := outStem(t, server, nem.name, seed)
 	t.Cleanup(func() { // before the members' data dirs and logs go
