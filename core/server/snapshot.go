@@ -121,7 +121,10 @@ func (s *Server) maybeSnapshot() {
 		}
 	}
 	st := &s.ast
-	if st.index-st.snapIndex < s.cfg.SnapshotCount {
+	// While the one before waits for the snapshot goroutine, the next
+	// batch tries again. Only this goroutine sends, so the send below
+	// does not block.
+	if st.index-st.snapIndex < s.cfg.SnapshotCount || len(s.snapc) == cap(s.snapc) {
 		return
 	}
 	data, err := codec.Marshal(snapshotData{Members: s.members.all()})
@@ -129,13 +132,8 @@ func (s *Server) maybeSnapshot() {
 		s.cfg.Fatal(err)
 		return
 	}
-	select {
-	case s.snapc <- snapJob{index: st.index, term: st.term, confState: cloneConfState(st.confState), data: data}:
-		st.snapIndex = st.index
-	default:
-		// The one before is still waiting for the snapshot goroutine: try
-		// again after the next batch.
-	}
+	s.snapc <- snapJob{index: st.index, term: st.term, confState: cloneConfState(st.confState), data: data}
+	st.snapIndex = st.index
 }
 
 // snapshotLoop saves the snapshots the apply goroutine takes, one at a
