@@ -1,7 +1,7 @@
 // Command compare benchmarks edgekv against real etcd on the same machine
-// and writes the report behind make bench: for each server in turn, in
-// alternating rounds, it starts fresh 3-member clusters on loopback with the
-// same flags and measures
+// and writes the report behind make bench: in rounds, phase by phase for
+// each server in turn (the first alternating between rounds), it starts
+// fresh 3-member clusters on loopback with the same flags and measures
 //
 //   - throughput and latency of a fixed sequence of loads (puts at several
 //     client counts, linearizable and serializable ranges, compare-and-swap
@@ -90,7 +90,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var chartClients, servers, loads string
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.IntVar(&o.rounds, "rounds", 3, "rounds, each measuring edgekv then etcd on fresh clusters; tables show medians")
+	fs.IntVar(&o.rounds, "rounds", 3, "rounds, each measuring both servers phase by phase on fresh clusters, the first alternating; tables show medians")
 	fs.Float64Var(&o.scale, "scale", 1, "multiplies every load's --total (1: a few seconds per load on 2 cores)")
 	fs.BoolVar(&o.quick, "quick", false, "a short run: --rounds 1 --scale 0.5 --chart-clients 1,64,256 --range-keys 10000 --idle 2s --restart-keys 0 (flags given as well win)")
 	fs.StringVar(&o.dir, "dir", "", "where the data dirs go (default: the system temp dir); put it on the disk to measure")

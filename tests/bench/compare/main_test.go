@@ -186,7 +186,7 @@ func TestWriteReport_HasEverySectionAndListsEveryProblem(t *testing.T) {
 		"- machine: 2 CPUs (Xeon), 4.0 GiB RAM, Linux 6.1; data dirs in /tmp (ext2/ext3)\n",
 		"commit `abc123`",
 		"`etcd Version: 3.7.3`",
-		"- rounds: 3, each measuring edgekv then etcd",
+		"- rounds: 3; in each, every phase (cluster) runs for edgekv and etcd in turn, the first server alternating between rounds",
 		"## Loads\n", "## Resources\n", "## Emulated SD card\n", "## Latency against throughput\n", "## Every round\n", "## Problems\n",
 		"Injection check: etcd's single-client put p50 is 25.0 ms, at least the injected 20ms",
 		"![p50 and p99 put latency against throughput](latency-throughput.png)\n",
@@ -304,4 +304,19 @@ func TestRangeLoads_TheSerializableOnesReadWhatTheLinearizableOnesFilled(t *test
 	require.Contains(t, argsOf(o, "range-s"), "--consistency s --key-space 5000 --no-prefill --output json")
 	o = testOptions(t, "--loads", "range-s")
 	require.NotContains(t, argsOf(o, "range-s"), "--no-prefill", "alone, range-s fills its keys itself")
+}
+
+func TestRoundOrder_AlternatesTheServerThatGoesFirst(t *testing.T) {
+	servers := []string{"edgekv", "etcd"}
+	for r, want := range map[int]string{1: "edgekv etcd", 2: "etcd edgekv", 3: "edgekv etcd", 4: "etcd edgekv"} {
+		if got := strings.Join(roundOrder(servers, r), " "); got != want {
+			t.Errorf("round %d: %s, want %s", r, got, want)
+		}
+	}
+	if got := roundOrder([]string{"etcd"}, 2); len(got) != 1 || got[0] != "etcd" {
+		t.Errorf("one server: %v", got)
+	}
+	if servers[0] != "edgekv" {
+		t.Error("roundOrder changed its argument")
+	}
 }

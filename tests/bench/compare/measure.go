@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -159,32 +160,43 @@ func measureAll(ctx context.Context, o options, stderr io.Writer) (*results, err
 		return nil, err
 	}
 	for r := 1; r <= o.rounds; r++ {
-		for _, name := range o.servers {
-			rd := newRound()
-			res.rounds[name] = append(res.rounds[name], rd)
-			e := env{o: o, server: name, binary: res.binaries[name], benchBin: benchBin, straceBin: straceBin}
-			for _, ph := range phases {
+		order := roundOrder(o.servers, r)
+		rds := map[string]*round{}
+		for _, name := range order {
+			rds[name] = newRound()
+			res.rounds[name] = append(res.rounds[name], rds[name])
+		}
+		for _, ph := range phases {
+			ids := selectedIDs(o, ph.loads(o))
+			if len(ids) == 0 || !ph.enabled(o) {
+				continue
+			}
+			if ph.strace && straceBin == "" {
+				if r == 1 {
+					res.notes = append(res.notes, fmt.Sprintf("%s not measured: strace is not installed (scripts/install-tools.sh strace)", strings.Join(ids, ", ")))
+				}
+				continue
+			}
+			for _, name := range order {
 				if ctx.Err() != nil {
 					return res, ctx.Err()
 				}
-				ids := selectedIDs(o, ph.loads(o))
-				if len(ids) == 0 {
-					continue
-				}
-				if !ph.enabled(o) {
-					continue
-				}
-				if ph.strace && straceBin == "" {
-					if r == 1 && name == o.servers[0] {
-						res.notes = append(res.notes, fmt.Sprintf("%s not measured: strace is not installed (scripts/install-tools.sh strace)", strings.Join(ids, ", ")))
-					}
-					continue
-				}
-				runPhase(ctx, stderr, e, ph, ids, r, rd)
+				e := env{o: o, server: name, binary: res.binaries[name], benchBin: benchBin, straceBin: straceBin}
+				runPhase(ctx, stderr, e, ph, ids, r, rds[name])
 			}
 		}
 	}
 	return res, ctx.Err()
+}
+
+// roundOrder is the order the servers measure each phase in round r (from
+// 1): every phase runs for one server and then for the other, so that a
+// change in the machine's load during a round falls on both, and the
+// server that goes first alternates between rounds, so that neither
+// always runs first, or right after the other's cluster stopped.
+func roundOrder(servers []string, r int) []string {
+	k := (r - 1) % len(servers)
+	return append(slices.Clone(servers[k:]), servers[:k]...)
 }
 
 func selectedIDs(o options, ids []string) []string {

@@ -299,9 +299,10 @@ func writeReport(w io.Writer, o options, res *results) {
 	fmt.Fprintf(w, "- date: %s; the run took %v\n", m.date.Format("2006-01-02 15:04 MST"), res.wall.Round(time.Second))
 	fmt.Fprintf(w, "- machine: %d CPUs (%s), %s RAM, %s; data dirs in %s (%s)\n", m.cpus, m.cpuModel, m.memory, m.kernel, m.dataDir, m.dataFS)
 	fmt.Fprintf(w, "- Go: %s; edgekv: commit `%s`, `%s`; etcd: `%s`\n", m.goVersion, m.commit, res.versions["edgekv"], res.versions["etcd"])
-	fmt.Fprintf(w, "- rounds: %d, each measuring %s on fresh clusters; load totals × %g; cells are medians over the rounds, "+
+	fmt.Fprintf(w, "- rounds: %d; in each, every phase (cluster) runs for %s in turn, the first server alternating between rounds, "+
+		"on fresh clusters; load totals × %g; cells are medians over the rounds, "+
 		"(min–max) where there are several rounds; ratio = edgekv / etcd\n",
-		o.rounds, strings.Join(res.servers, " then "), o.scale)
+		o.rounds, strings.Join(res.servers, " and "), o.scale)
 	fmt.Fprintf(w, "- clusters: %d members on 127.0.0.1, the same flags for both (heartbeat 100 ms, election 1000 ms, the rest default)\n", members)
 	fmt.Fprintf(w, "- loads: `edgekv bench <load> --output json`, the same generator for both servers, one process per load, "+
 		"against all %d members' endpoints; %d-byte keys from %d, %d-byte values, min(clients, %d) gRPC connections\n",
