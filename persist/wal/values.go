@@ -132,6 +132,21 @@ func (v *valueFiles) setName(seq uint64, name string) {
 	v.names[seq] = name
 }
 
+// rename renames segment seq's file from the name it has to to, and
+// records the new name, both under the lock: a read that opens the file
+// meanwhile would look for a name that is gone.
+func (v *valueFiles) rename(seq uint64, from, to string) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.fs.Rename(join(v.dir, from), join(v.dir, to)); err != nil {
+		return err
+	}
+	if !v.closed {
+		v.names[seq] = to
+	}
+	return nil
+}
+
 // drop closes the handle of segment seq and forgets it: its file is about
 // to be recycled, and no read may see what a later segment writes there.
 func (v *valueFiles) drop(seq uint64) {

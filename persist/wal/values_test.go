@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 
@@ -398,6 +399,73 @@ func TestWAL_ReadValueRacesNothing(t *testing.T) {
 	wg.Wait()
 	if w.Stats().SegmentsRecycled == 0 || len(vlogFiles(t, dir)) == 0 {
 		t.Fatalf("nothing recycled or kept: %+v, value segments %v", w.Stats(), vlogFiles(t, dir))
+	}
+}
+
+// renameHookFS calls hook after each rename to a value segment name.
+type renameHookFS struct {
+	fsx.FS
+	hook func(seq uint64)
+}
+
+func (f renameHookFS) Rename(from, to string) error {
+	if err := f.FS.Rename(from, to); err != nil {
+		return err
+	}
+	var seq uint64
+	if _, err := fmt.Sscanf(filepath.Base(to), "%016x.vlog", &seq); err == nil && f.hook != nil {
+		f.hook(seq)
+	}
+	return nil
+}
+
+func TestWAL_AReadDuringARenameFindsTheFile(t *testing.T) {
+	dir := t.TempDir()
+	var pins pinSet
+	var readErr chan error
+	var hook func(seq uint64)
+	o := testOptions(t)
+	o.SegmentSize = 4 << 10
+	o.MaxWALs = 1
+	o.Pinned = pins.pinned
+	o.FS = renameHookFS{FS: fsx.OS{}, hook: func(seq uint64) { hook(seq) }}
+	w := createWALWith(t, dir, o)
+	// The first value, never read before: a read has no handle yet and
+	// opens the file by name.
+	first := sizedEnt(1, 1, 300)
+	mustSave(t, w, hardState(1, 1, 1), []*raftpb.Entry{first})
+	loc, _ := w.Locate(1)
+	pins.pin(loc.Seq)
+	// While the purge renames the segment to a value segment, a reader
+	// opens it: it must find the file under one name or the other.
+	hook = func(seq uint64) {
+		if seq != loc.Seq || readErr != nil {
+			return
+		}
+		readErr = make(chan error, 1)
+		go func() {
+			got, err := w.ReadValue(loc.Seq, loc.Off, loc.Len, crcOf(first.GetData()))
+			if err == nil && !bytes.Equal(got, first.GetData()) {
+				err = fmt.Errorf("read %q", got)
+			}
+			readErr <- err
+		}()
+		time.Sleep(50 * time.Millisecond) // the reader runs into the rename
+	}
+	for i := uint64(2); i <= 60; i++ {
+		mustSave(t, w, hardState(1, 1, i), []*raftpb.Entry{sizedEnt(1, i, 300)})
+	}
+	if err := w.SaveSnapshot(SnapshotMarker{Index: 60, Term: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.PurgeBefore(60); err != nil {
+		t.Fatal(err)
+	}
+	if readErr == nil {
+		t.Fatalf("segment %d was not renamed to a value segment: %v", loc.Seq, vlogFiles(t, dir))
+	}
+	if err := <-readErr; err != nil {
+		t.Fatalf("ReadValue during the rename: %v", err)
 	}
 }
 

@@ -836,11 +836,10 @@ func (w *WAL) PurgeBefore(index uint64) (removed int, err error) {
 			break
 		}
 		if pinned(s.seq) {
-			if rerr = w.fs.Rename(join(w.dir, s.name), join(w.dir, vlogName(s.seq))); rerr != nil {
+			if rerr = w.vals.rename(s.seq, s.name, vlogName(s.seq)); rerr != nil {
 				rerr = fmt.Errorf("wal: purge: %w", rerr)
 				break
 			}
-			w.vals.setName(s.seq, vlogName(s.seq))
 			w.vlogs = append(w.vlogs, s.seq)
 		} else {
 			w.vals.drop(s.seq)
