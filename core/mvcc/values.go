@@ -387,7 +387,7 @@ func (s *Store) Migrate(segs []uint64, minLive int64) (moved int, err error) {
 	for seq := range targets {
 		span = span.add(s.live.get(seq))
 	}
-	from, end := []byte(nil), []byte(nil)
+	var from, end []byte // the whole bucket if the range is unknown
 	if span.hi > 0 {
 		from = revToBytes(revision{main: span.lo}, false)
 		end = revToBytes(revision{main: span.hi + 1}, false)
