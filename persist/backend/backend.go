@@ -111,6 +111,11 @@ type Backend struct {
 
 	commits atomic.Int64
 
+	// size and inUse are Size and SizeInUse as of the last commit (or
+	// open), kept by whoever changed the file so that reading them, which
+	// every put's quota check does, opens no bbolt transaction.
+	size, inUse atomic.Int64
+
 	// commitHook, if set (tests), runs on the committing goroutine before
 	// the commit writes anything.
 	commitHook func(*commitJob)
@@ -161,6 +166,7 @@ func Open(path string, opts Options) (*Backend, error) {
 	}
 	b.db = db
 	b.view.Store(&pubView{work: emptyBuffer})
+	b.storeSizes(db)
 	return b, nil
 }
 
@@ -260,24 +266,23 @@ func (b *Backend) Pending() int {
 }
 
 // Size is the size of the database in bytes, as of the last commit.
-func (b *Backend) Size() int64 {
-	b.dbMu.RLock()
-	defer b.dbMu.RUnlock()
+func (b *Backend) Size() int64 { return b.size.Load() }
+
+// SizeInUse is Size minus the pages on bbolt's free list, as etcd reports
+// it, as of the last commit.
+func (b *Backend) SizeInUse() int64 { return b.inUse.Load() }
+
+// storeSizes records db's sizes for Size and SizeInUse. It runs where the
+// file changed (open, commit, restore), never concurrently with itself:
+// bbolt counts the free pages as a write transaction ends.
+func (b *Backend) storeSizes(db *bolt.DB) {
 	var size int64
-	_ = b.db.View(func(tx *bolt.Tx) error {
+	_ = db.View(func(tx *bolt.Tx) error {
 		size = tx.Size()
 		return nil
 	})
-	return size
-}
-
-// SizeInUse is Size minus the pages on bbolt's free list, as etcd reports
-// it.
-func (b *Backend) SizeInUse() int64 {
-	size := b.Size()
-	b.dbMu.RLock()
-	defer b.dbMu.RUnlock()
-	return size - int64(b.db.Stats().FreePageN)*int64(b.db.Info().PageSize)
+	b.size.Store(size)
+	b.inUse.Store(size - int64(db.Stats().FreePageN)*int64(db.Info().PageSize))
 }
 
 // ReadTx is a read transaction: the last commit with the writes published
@@ -384,6 +389,7 @@ func (b *Backend) Restore(path string, check func(*ReadTx) error) error {
 		return b.failLocked(fmt.Errorf("restore: %w", err))
 	}
 	b.db = db
+	b.storeSizes(db)
 	b.vmu.Lock()
 	b.view.Store(&pubView{work: emptyBuffer})
 	b.vmu.Unlock()

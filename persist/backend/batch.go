@@ -343,6 +343,7 @@ func (b *Backend) runCommit(job *commitJob) error {
 		return job.err
 	}
 	took := b.clock.Now().Sub(start)
+	b.storeSizes(job.db)
 	if job.committed != nil {
 		job.committed()
 	}
