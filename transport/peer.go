@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -203,17 +204,15 @@ func (p *peer) writeLoop(conn *quic.Conn, str *quic.Stream) error {
 				p.add(&f, m)
 			}
 		}
-	drain:
-		for {
-			select {
-			case m := <-p.queue:
-				if !p.add(&f, m) {
-					carry = m
-					break drain
-				}
-			default:
-				break drain
-			}
+		// Before writing, the goroutines that are ready to run have their
+		// turn: under load the Raft goroutine is usually about to queue
+		// more for this peer, which then goes in this frame rather than
+		// the next (at 256 clients, a quarter to two fifths as many
+		// frames, each a UDP packet). With nothing else ready, Gosched
+		// returns at once.
+		if carry = p.fill(&f); carry == nil {
+			runtime.Gosched()
+			carry = p.fill(&f)
 		}
 		_, err := str.Write(f.frame())
 		status := raft.SnapshotFinish
@@ -231,6 +230,21 @@ func (p *peer) writeLoop(conn *quic.Conn, str *quic.Stream) error {
 		}
 		if cap(f.b) > 1<<20 {
 			f.b = nil // do not pin a large buffer to an idle peer
+		}
+	}
+}
+
+// fill adds the queued messages to f until the queue is empty, or returns
+// the first one that does not fit.
+func (p *peer) fill(f *frameBuf) *raftpb.Message {
+	for {
+		select {
+		case m := <-p.queue:
+			if !p.add(f, m) {
+				return m
+			}
+		default:
+			return nil
 		}
 	}
 }

@@ -8,7 +8,10 @@
 // Storage writes are asynchronous (raft's AsyncStorageWrites, described in
 // its doc.go), so that the Raft goroutine never waits for the disk: on an
 // SD card, where a sync takes 20 ms, the next batch of proposals forms and
-// is replicated while the last one syncs. Per Ready, on the Raft goroutine:
+// is replicated while the last one syncs. Before making a Ready, the Raft
+// goroutine yields once and then takes what the goroutines that ran
+// meanwhile queued (gather), so that work arriving together makes one
+// Ready. Per Ready, on the Raft goroutine:
 //
 //  1. Queue the MsgStorageAppend for the append goroutine (bounded: a full
 //     queue makes the Raft goroutine wait, which is the back-pressure of a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -303,19 +304,48 @@ func (n *Node) run() {
 		case fn := <-n.reportc:
 			fn(n.rn)
 		case <-n.local.ready:
-			for _, m := range n.local.take() {
-				n.stepLocal(m)
-			}
+			n.stepLocalQueued()
 		case <-n.failc:
 			return
 		case <-n.stopc:
 			return
 		}
+		n.gather()
 		for n.rn.HasReady() {
 			if !n.handleReady(n.rn.Ready()) {
 				return
 			}
 		}
+	}
+}
+
+// gather lets the goroutines that are ready to run have their turn, then
+// takes what they queued (messages, proposals, storage responses) into the
+// Ready about to be made. Under load the client handlers about to propose
+// and the transport's readers about to deliver are usually among them, and
+// their work then joins this Ready instead of making one of its own: at
+// 256 clients a quarter as many Readies, and with them a quarter as many
+// WAL appends and a third as many MsgApps (bench/README.md). With nothing
+// else ready, Gosched returns at once.
+func (n *Node) gather() {
+	runtime.Gosched()
+	n.drainRecv()
+	select {
+	case p := <-n.propc:
+		n.proposeQueued(p)
+	default:
+	}
+	select {
+	case <-n.local.ready:
+		n.stepLocalQueued()
+	default:
+	}
+}
+
+// stepLocalQueued steps the messages in the local queue.
+func (n *Node) stepLocalQueued() {
+	for _, m := range n.local.take() {
+		n.stepLocal(m)
 	}
 }
 
