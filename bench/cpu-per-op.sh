@@ -2,8 +2,10 @@
 # CPU per operation of a 3-member cluster: starts BINARY (edgekv, or an etcd
 # binary such as tests/.cache/bin/etcd-host-*) on 127.0.0.1 ports 41379..43380
 # with fresh data dirs, runs `edgekv bench LOAD ARGS...` against all three
-# members, and prints throughput, p50 and p99, and the members' CPU time
-# (utime+stime from /proc, summed) per operation.
+# members, and prints throughput, p50 and p99, and per operation the
+# members' CPU time (utime+stime from /proc, summed) and their peer
+# traffic: bytes sent (etcd_network_peer_sent_bytes_total, both servers),
+# and for edgekv the frames and Raft messages.
 #
 #   bench/cpu-per-op.sh bin/edgekv put --clients 256 --conns 16 --total 30000 --val-size 256 --key-space 100000
 #
@@ -34,13 +36,27 @@ for _ in $(seq 1 100); do
 done
 [ "$ok" = 3 ] || { echo "cluster not healthy; logs in $DIR" >&2; exit 1; }
 ticks() { local t=0; for p in "${pids[@]}"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$t"; }
-t0=$(ticks)
+# Peer traffic of the three members: bytes (etcd's metric, both servers),
+# frames and messages (edgekv's own; 0 for etcd).
+peer() {
+	for p in 41 42 43; do curl -sf -m 2 "http://127.0.0.1:${p}379/metrics" || true; done | awk '
+		/^etcd_network_peer_sent_bytes_total/ { b += $NF }
+		/^edgekv_network_peer_sent_frames_total/ { f += $NF }
+		/^edgekv_network_peer_sent_messages_total/ { m += $NF }
+		END { printf "%d %d %d", b, f, m }'
+}
+t0=$(ticks) p0=$(peer)
 "$BENCH" bench "$@" --endpoints 127.0.0.1:41379,127.0.0.1:42379,127.0.0.1:43379 --output json >"$DIR/out.json"
-t1=$(ticks)
-python3 - "$DIR/out.json" "$t0" "$t1" "$(getconf CLK_TCK)" <<'PY'
+t1=$(ticks) p1=$(peer)
+python3 - "$DIR/out.json" "$t0" "$t1" "$(getconf CLK_TCK)" $p0 $p1 <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 cpu_s = (int(sys.argv[3]) - int(sys.argv[2])) / int(sys.argv[4])
-print("%s: %.0f ops/s, p50 %.2f ms, p99 %.2f ms, %d errors, members' CPU %.0f µs per op"
-      % (d["load"], d["throughput"], d["latency_ms"]["p50"], d["latency_ms"]["p99"], d["errors"], cpu_s * 1e6 / max(d["count"], 1)))
+n = max(d["count"], 1)
+b, f, m = (int(sys.argv[8 + i]) - int(sys.argv[5 + i]) for i in range(3))
+extra = ", %.0f peer bytes" % (b / n)
+if f:
+    extra += ", %.2f peer frames and %.2f messages" % (f / n, m / n)
+print("%s: %.0f ops/s, p50 %.2f ms, p99 %.2f ms, %d errors, members' CPU %.0f µs%s per op"
+      % (d["load"], d["throughput"], d["latency_ms"]["p50"], d["latency_ms"]["p99"], d["errors"], cpu_s * 1e6 / n, extra))
 PY

@@ -46,6 +46,12 @@
 // incoming snapshot stream, so possibly concurrently for different peers
 // and always concurrently with Process of ordinary messages.
 //
+// Each peer's writer takes everything queued into one frame, yields once
+// (runtime.Gosched) so that a Raft goroutine about to queue more can, takes
+// that too, and writes the frame. With Config.Metrics set, it counts the
+// frames, messages and bytes it wrote per peer, and the reader the bytes
+// it read (metrics.go; the byte counters under etcd's names).
+//
 // # Connections and streams
 //
 // The wire is QUIC with ALPN "edgekv-raft/1" and TLS 1.3 only. As in etcd's

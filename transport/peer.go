@@ -30,6 +30,8 @@ type peer struct {
 	// snapBusy is set while a snapshot to the peer is being sent.
 	snapBusy atomic.Bool
 
+	sent peerCounters
+
 	connMu      sync.Mutex
 	conn        *quic.Conn    // the authenticated connection, nil between connections
 	connChanged chan struct{} // closed (and replaced) whenever conn changes
@@ -45,6 +47,7 @@ func newPeer(t *Transport, id uint64, addr string) *peer {
 		queue:  make(chan *raftpb.Message, queueLen),
 		ctx:    ctx,
 		cancel: cancel,
+		sent:   t.metrics.forPeer(id),
 
 		connChanged: make(chan struct{}),
 	}
@@ -214,10 +217,15 @@ func (p *peer) writeLoop(conn *quic.Conn, str *quic.Stream) error {
 			runtime.Gosched()
 			carry = p.fill(&f)
 		}
-		_, err := str.Write(f.frame())
+		frame := f.frame()
+		_, err := str.Write(frame)
 		status := raft.SnapshotFinish
 		if err != nil {
 			status = raft.SnapshotFailure
+		} else {
+			p.sent.bytes.Add(float64(len(frame)))
+			p.sent.frames.Inc()
+			p.sent.msgs.Add(float64(f.n))
 		}
 		for range f.snaps {
 			p.t.rep.snapshot(p.id, status)

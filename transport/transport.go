@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -86,6 +87,9 @@ type Config struct {
 	// MaxSnapshotBytes is the largest db accepted from a peer; 0 means
 	// DefaultMaxSnapshotBytes.
 	MaxSnapshotBytes int64
+	// Metrics, if set, is where the transport registers its counters
+	// (metrics.go).
+	Metrics prometheus.Registerer
 }
 
 // Transport is the QUIC peer transport. See the package documentation.
@@ -95,6 +99,7 @@ type Transport struct {
 	maxFrame int
 	maxSnap  int64
 	auth     authParams
+	metrics  *metrics
 
 	udp       *net.UDPConn
 	qtr       *quic.Transport
@@ -155,6 +160,10 @@ func New(cfg Config) (*Transport, error) {
 	t.maxFrame = min(t.maxFrame, math.MaxInt32)
 	if t.maxSnap == 0 {
 		t.maxSnap = DefaultMaxSnapshotBytes
+	}
+	var err error
+	if t.metrics, err = newMetrics(cfg.Metrics); err != nil {
+		return nil, err
 	}
 	cert, err := selfSignedCert()
 	if err != nil {
@@ -269,6 +278,7 @@ func (t *Transport) RemovePeer(id uint64) {
 	if in != nil {
 		_ = in.CloseWithError(codeShutdown, "member removed")
 	}
+	t.metrics.forget(id)
 	t.log.Info("removed peer", "peer", fmt.Sprintf("%x", id))
 }
 
@@ -473,11 +483,13 @@ func afterDone(ctx context.Context, f func()) (stop func()) {
 func (t *Transport) readLoop(conn *quic.Conn, str *quic.Stream, from uint64, log *slog.Logger) error {
 	var buf []byte
 	warnedForeign := false
+	received := t.metrics.receivedBytes.WithLabelValues(peerLabel(from))
 	for {
 		payload, err := readFrame(str, &buf, t.maxFrame)
 		if err != nil {
 			return err
 		}
+		received.Add(float64(frameHeaderLen + len(payload)))
 		msgs, err := decodePayload(payload)
 		if err != nil {
 			return err

@@ -254,6 +254,7 @@ func serve(ctx context.Context, f *flags, stderr io.Writer) error {
 				Logger:        lg.With("component", "transport"),
 				Raft:          d.Raft,
 				Snapshots:     d.Snapshots,
+				Metrics:       d.Metrics,
 			})
 			if err != nil {
 				return nil, err

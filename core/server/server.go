@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 
@@ -54,6 +55,8 @@ type TransportDeps struct {
 	Token               string
 	Raft                raftnode.Raft
 	Snapshots           SnapshotReceiver
+	// Metrics is the member's registry, for the transport's own metrics.
+	Metrics prometheus.Registerer
 }
 
 // TransportFactory creates the peer transport once the member and cluster
@@ -271,7 +274,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.transport, err = cfg.NewTransport(TransportDeps{
 		MemberID: s.id, ClusterID: s.clusterID, Token: s.cfg.InitialClusterToken,
-		Raft: (*inbound)(s), Snapshots: s,
+		Raft: (*inbound)(s), Snapshots: s, Metrics: s.metrics.reg,
 	})
 	if err != nil {
 		s.transport = nil
