@@ -136,7 +136,9 @@ type Op struct {
 	Index uint64
 	// Req is *pb.PutRequest, *pb.DeleteRangeRequest, *pb.TxnRequest,
 	// *pb.CompactionRequest, or nil for an entry that only advances the
-	// consistent index (and writes Aux).
+	// consistent index (and writes Aux). Apply keeps the values of its
+	// puts (in their events and the value cache): the caller must not
+	// modify them afterwards.
 	Req any
 	// ValueAt, for a *pb.PutRequest, is where the bytes of its value lie
 	// in the WAL (the entry was made durable before it was committed).

@@ -88,7 +88,7 @@ func (t *txnCtx) encodePut(kv *mvccpb.KeyValue) ([]byte, error) {
 		return nil, err
 	}
 	t.w.addLive(p.Seq, 1, p.Len, kv.ModRevision)
-	s.cache.add(p, kv.Value)
+	s.cache.keep(p, kv.Value)
 	return raw, nil
 }
 

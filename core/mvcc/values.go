@@ -252,7 +252,13 @@ func (c *valueCache) get(p valuePtr) ([]byte, bool) {
 const cacheEntryOverhead = 128
 
 // add keeps a copy of v for p.
-func (c *valueCache) add(p valuePtr, v []byte) {
+func (c *valueCache) add(p valuePtr, v []byte) { c.insert(p, v, true) }
+
+// keep keeps v itself for p: the caller must never modify it (a put's
+// value, which the put's event holds as well).
+func (c *valueCache) keep(p valuePtr, v []byte) { c.insert(p, v, false) }
+
+func (c *valueCache) insert(p valuePtr, v []byte, copyIt bool) {
 	cost := len(v) + cacheEntryOverhead
 	if cost > c.budget/8 {
 		return
@@ -262,7 +268,10 @@ func (c *valueCache) add(p valuePtr, v []byte) {
 	if _, ok := c.m[p]; ok {
 		return
 	}
-	c.m[p] = bytes.Clone(v)
+	if copyIt {
+		v = bytes.Clone(v)
+	}
+	c.m[p] = v
 	c.push(p)
 	c.size += cost
 	for c.size > c.budget && c.n > 0 {

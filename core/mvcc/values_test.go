@@ -655,3 +655,24 @@ func TestValues_CacheKeepsTheNewestWithinItsBudget(t *testing.T) {
 		t.Fatalf("%d entries, %d queued in a ring of %d, want %d", len(c.m), c.n, len(c.fifo), fits)
 	}
 }
+
+// add keeps a copy of what it is given; keep, for a put's value that
+// nothing modifies, the slice itself.
+func TestValues_CacheCopiesOnAddAndKeepsOnKeep(t *testing.T) {
+	c := newValueCache(64 << 10)
+	added, kept := []byte("read back from the WAL"), []byte("a put's value")
+	c.add(valuePtr{Seq: 1, Off: 0, Len: int64(len(added))}, added)
+	c.keep(valuePtr{Seq: 1, Off: 100, Len: int64(len(kept))}, kept)
+	added[0] = 'X'
+	if got, ok := c.get(valuePtr{Seq: 1, Off: 0, Len: int64(len(added))}); !ok || string(got) != "read back from the WAL" {
+		t.Fatalf("added value cached as %q, %v", got, ok)
+	}
+	if m := c.m[valuePtr{Seq: 1, Off: 100, Len: int64(len(kept))}]; len(m) == 0 || &m[0] != &kept[0] {
+		t.Fatal("keep stored a copy")
+	}
+	got, _ := c.get(valuePtr{Seq: 1, Off: 100, Len: int64(len(kept))})
+	got[0] = 'X'
+	if string(kept) != "a put's value" {
+		t.Fatal("a caller of get modified the cached value")
+	}
+}
