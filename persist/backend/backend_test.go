@@ -407,22 +407,8 @@ func TestSnapshot_IsTheDatabaseAsOfAForcedCommit(t *testing.T) {
 func TestBackend_RestoreReplacesTheDatabase(t *testing.T) {
 	src, _ := openTest(t, Options{})
 	write(t, src, "from", "snapshot")
-	snap, err := src.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	b, clock := openTest(t, Options{})
-	received := filepath.Join(filepath.Dir(b.path), "received.db")
-	f, err := os.Create(received)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(f, snap); err != nil {
-		t.Fatal(err)
-	}
-	if err := errors.Join(f.Close(), snap.Close()); err != nil {
-		t.Fatal(err)
-	}
+	received, _ := snapshotFile(t, src)
 	write(t, b, "old", "1")
 	if err := b.ForceCommit(); err != nil {
 		t.Fatal(err)
@@ -484,22 +470,7 @@ func TestBackend_SizesAreThoseOfTheLastCommit(t *testing.T) {
 	if full < empty+1000*1024 || fullInUse < emptyInUse+1000*1024 || fullInUse > full {
 		t.Fatalf("after 1 MB committed: Size %d, SizeInUse %d (empty: %d, %d)", full, fullInUse, empty, emptyInUse)
 	}
-	snap, err := b.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	snapSize := snap.Size()
-	received := filepath.Join(t.TempDir(), "received.db")
-	f, err := os.Create(received)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(f, snap); err != nil {
-		t.Fatal(err)
-	}
-	if err := errors.Join(f.Close(), snap.Close()); err != nil {
-		t.Fatal(err)
-	}
+	received, snapSize := snapshotFile(t, b)
 
 	for i := range kvs {
 		if i%2 == 1 {
@@ -527,4 +498,27 @@ func TestBackend_SizesAreThoseOfTheLastCommit(t *testing.T) {
 	if b.Size() != snapSize || b.SizeInUse() < fullInUse-64*1024 {
 		t.Fatalf("after restoring the full database: Size %d, SizeInUse %d; want %d, about %d", b.Size(), b.SizeInUse(), snapSize, fullInUse)
 	}
+}
+
+// snapshotFile writes a snapshot of b to a new file, as a follower
+// receives one, and returns its path and size.
+func snapshotFile(t *testing.T, b *Backend) (string, int64) {
+	t.Helper()
+	snap, err := b.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := snap.Size()
+	path := filepath.Join(t.TempDir(), "received.db")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(f, snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(f.Close(), snap.Close()); err != nil {
+		t.Fatal(err)
+	}
+	return path, size
 }
