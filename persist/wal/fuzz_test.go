@@ -17,7 +17,7 @@ import (
 func fuzzRecs(recs ...rec) []byte { return appendRecs(nil, crcSeed(0), recs) }
 
 func fuzzEntries(es []*raftpb.Entry) rec {
-	recs, _ := entryRecs(nil, es, maxRecordLen-1)
+	recs, _, _ := entryRecs(nil, nil, es, maxRecordLen-1)
 	return recs[0]
 }
 

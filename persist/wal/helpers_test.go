@@ -221,7 +221,7 @@ func writeRaw(t testing.TB, path string, recs ...rec) {
 
 func entriesRec(t testing.TB, es []*raftpb.Entry) rec {
 	t.Helper()
-	recs, err := entryRecs(nil, es, maxRecordLen-1)
+	recs, _, err := entryRecs(nil, nil, es, maxRecordLen-1)
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("entryRecs: %v", err)
 	}

@@ -246,25 +246,35 @@ func appendRecs(dst []byte, seed uint32, recs []rec) []byte {
 
 // entryRecs encodes ents as entries records of at most budget payload
 // bytes each (estimated from above), so no record exceeds maxRecordLen
-// however large the batch.
-func entryRecs(dst []rec, ents []*raftpb.Entry, budget int) ([]rec, error) {
+// however large the batch. The payloads are carved out of scratch while
+// it has room (else out of a new buffer); the last buffer is returned for
+// the next call, which may reuse it once these records are written.
+func entryRecs(dst []rec, scratch []byte, ents []*raftpb.Entry, budget int) ([]rec, []byte, error) {
+	buf := scratch[:0]
 	for len(ents) > 0 {
 		n, size := 0, arrayOverhead
 		for _, e := range ents {
 			sz := entryOverhead + len(e.GetData())
 			if arrayOverhead+sz > budget {
-				return nil, fmt.Errorf("%w: entry %d holds %d bytes, over the record limit", ErrInvalid, e.GetIndex(), len(e.GetData()))
+				return nil, scratch, fmt.Errorf("%w: entry %d holds %d bytes, over the record limit", ErrInvalid, e.GetIndex(), len(e.GetData()))
 			}
 			if size+sz > budget {
 				break
 			}
 			n, size = n+1, size+sz
 		}
-		p, spans := encodeEntries(make([]byte, 0, size), ents[:n])
+		if cap(buf)-len(buf) < size {
+			buf = make([]byte, 0, max(size, 2*cap(buf)))
+		}
+		start := len(buf)
+		p, spans := encodeEntries(buf[start:start:start+size], ents[:n])
+		if len(p) <= size { // else the estimate was short and p has its own array
+			buf = buf[:start+len(p)]
+		}
 		dst = append(dst, rec{typ: recEntries, payload: p, spans: spans})
 		ents = ents[n:]
 	}
-	return dst, nil
+	return dst, buf, nil
 }
 
 // encodeEntries appends ents to p as an entries record's payload, the

@@ -484,7 +484,7 @@ func TestEntrySpans_MatchTheEncoder(t *testing.T) {
 			}
 			es = append(es, e)
 		}
-		recs, err := entryRecs(nil, es, maxRecordLen-1)
+		recs, _, err := entryRecs(nil, nil, es, maxRecordLen-1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -503,6 +503,40 @@ func TestEntrySpans_MatchTheEncoder(t *testing.T) {
 		for i, sp := range spans {
 			if sp.index != es[i].GetIndex() || sp.n != len(es[i].GetData()) {
 				t.Fatalf("span %+v for entry %d of %d bytes", sp, es[i].GetIndex(), len(es[i].GetData()))
+			}
+		}
+	}
+}
+
+// Records carved out of a scratch buffer reused from call to call, several
+// per call, are the records a fresh encoding gives: none overlaps another.
+func TestEntryRecs_ReusedScratchGivesTheSameRecords(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	var scratch []byte
+	var recs []rec
+	for round := range 300 {
+		es := make([]*raftpb.Entry, 1+rng.IntN(30))
+		for i := range es {
+			es[i] = sizedEnt(1, uint64(round*100+i), rng.IntN(300))
+			for j := range es[i].Data {
+				es[i].Data[j] = byte(rng.Uint32())
+			}
+		}
+		budget := []int{2000, 5000, maxRecordLen - 1}[rng.IntN(3)]
+		var err error
+		if recs, scratch, err = entryRecs(recs[:0], scratch, es, budget); err != nil {
+			t.Fatal(err)
+		}
+		want, _, err := entryRecs(nil, nil, es, budget)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != len(want) {
+			t.Fatalf("round %d: %d records, want %d", round, len(recs), len(want))
+		}
+		for i := range recs {
+			if !bytes.Equal(recs[i].payload, want[i].payload) || fmt.Sprint(recs[i].spans) != fmt.Sprint(want[i].spans) {
+				t.Fatalf("round %d: record %d of %d differs from a fresh encoding", round, i, len(recs))
 			}
 		}
 	}
@@ -588,8 +622,11 @@ func BenchmarkEntryRecs(b *testing.B) {
 		e.Data = make([]byte, 300)
 	}
 	b.ReportAllocs()
+	var recs []rec
+	var scratch []byte
 	for b.Loop() {
-		if _, err := entryRecs(nil, es, maxRecordLen-1); err != nil {
+		var err error
+		if recs, scratch, err = entryRecs(recs[:0], scratch, es, maxRecordLen-1); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -172,7 +172,8 @@ type WAL struct {
 	recordLimit int              // payload budget of one entries record
 	buf         []byte
 	recs        []rec
-	err         error // sticky: the first write or sync error
+	payloads    []byte // the entries records' payloads are carved out of it (entryRecs)
+	err         error  // sticky: the first write or sync error
 	closed      bool
 }
 
@@ -455,9 +456,12 @@ func (w *WAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 		w.hsPending = true
 		return nil
 	}
-	recs, err := entryRecs(w.recs[:0], ents, w.recordLimit)
+	recs, payloads, err := entryRecs(w.recs[:0], w.payloads, ents, w.recordLimit)
 	if err != nil {
 		return err
+	}
+	if cap(payloads) <= 1<<20 {
+		w.payloads = payloads // reuse moderate buffers; let big ones go
 	}
 	if !saveHS && w.hsPending {
 		hs, saveHS = w.hs.proto(), true
