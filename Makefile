@@ -61,13 +61,13 @@ e2e: build cross tools
 tools:
 	@scripts/install-tools.sh
 
-# edgekv against real etcd on this machine, 3 rounds: every load's throughput
+# edgekv against real etcd on this machine, 5 rounds: every load's throughput
 # and latency, memory, disk writes and syncs per put, binary size, restart
 # time, an emulated SD card. Writes bench/RESULTS.md and
 # bench/latency-throughput.png; bench/README.md says how to read them.
 bench: build
 	@scripts/install-tools.sh strace
-	cd tests && EDGEKV_BIN=$(CURDIR)/bin/edgekv $(GO) run ./bench/compare --rounds 3 \
+	cd tests && EDGEKV_BIN=$(CURDIR)/bin/edgekv $(GO) run ./bench/compare --rounds 5 \
 		--results $(CURDIR)/bench/RESULTS.md --chart $(CURDIR)/bench/latency-throughput.png
 
 # The same in under 3 minutes: 1 round, loads at half their totals, chart
