@@ -295,8 +295,7 @@ func (n *Node) run() {
 		case <-ticks:
 			n.rn.Tick()
 		case m := <-n.recvc:
-			n.step(m)
-			n.drainRecv()
+			n.step(m) // gather steps those queued behind it
 		case p := <-n.propc:
 			n.proposeQueued(p)
 		case rctx := <-n.readc:
