@@ -11,6 +11,8 @@
 #
 # Run it alternately for edgekv and etcd and compare; one run means little on
 # a shared machine. GOGC for the members: SERVER_GOGC (default 100).
+# SYNC_DELAY_MS=20 runs every member under strace with each fsync and
+# fdatasync delayed that long, as make bench's emulated SD card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "$1"); shift
@@ -18,11 +20,17 @@ BENCH=${EDGEKV_BENCH:-bin/edgekv}
 DIR=$(mktemp -d)
 CLUSTER="a=http://127.0.0.1:41380,b=http://127.0.0.1:42380,c=http://127.0.0.1:43380"
 pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR"; }
+wrap=()
+if [ -n "${SYNC_DELAY_MS:-}" ]; then
+	d=$((SYNC_DELAY_MS * 1000))
+	wrap=(strace --seccomp-bpf -f -qq -o /dev/null -e trace=fdatasync,fsync -e "inject=fdatasync:delay_enter=$d" -e "inject=fsync:delay_enter=$d")
+fi
+members=()
+cleanup() { kill "${members[@]}" "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR"; }
 trap cleanup EXIT
 for m in a:41 b:42 c:43; do
 	n=${m%%:*} p=${m##*:}
-	GOGC=${SERVER_GOGC:-100} "$BIN" --name "$n" --data-dir "$DIR/$n" \
+	GOGC=${SERVER_GOGC:-100} "${wrap[@]}" "$BIN" --name "$n" --data-dir "$DIR/$n" \
 		--listen-client-urls "http://127.0.0.1:${p}379" --advertise-client-urls "http://127.0.0.1:${p}379" \
 		--listen-peer-urls "http://127.0.0.1:${p}380" --initial-advertise-peer-urls "http://127.0.0.1:${p}380" \
 		--initial-cluster "$CLUSTER" --initial-cluster-state new --initial-cluster-token cpu-per-op >"$DIR/$n.log" 2>&1 &
@@ -35,7 +43,11 @@ for _ in $(seq 1 100); do
 	sleep 0.3
 done
 [ "$ok" = 3 ] || { echo "cluster not healthy; logs in $DIR" >&2; exit 1; }
-ticks() { local t=0; for p in "${pids[@]}"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$t"; }
+# Under strace the members are its children.
+for p in "${pids[@]}"; do
+	if [ ${#wrap[@]} -gt 0 ]; then members+=("$(pgrep -P "$p")"); else members+=("$p"); fi
+done
+ticks() { local t=0; for p in "${members[@]}"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$t"; }
 # Peer traffic of the three members: bytes (etcd's metric, both servers),
 # frames and messages (edgekv's own; 0 for etcd).
 peer() {

@@ -45,7 +45,9 @@
 //     blocks, stepped by the Raft goroutine, then to peers through the
 //     Transport. A follower's accepting MsgAppResps to the leader from one
 //     sync are sent as one, the one with the highest index, which says
-//     what all of them say.
+//     what all of them say; and one that only repeats the last it sent, in
+//     answer to the leader's update of the commit index, is not sent at
+//     all until a heartbeat has come in between (ackFilter).
 //
 // Outgoing MsgSnap messages never reach the Transport: they go to
 // Config.OnSendSnapshot, because the application must attach its backend

@@ -104,6 +104,9 @@ type Node struct {
 	appendWG sync.WaitGroup
 	failc    chan struct{} // closed when the append goroutine has failed
 	local    localQueue
+	acks     ackFilter // the append goroutine's
+	// beats counts the heartbeats stepped (ackFilter's clock).
+	beats atomic.Uint64
 
 	// Published after every Ready for readers on other goroutines.
 	lead   atomic.Uint64
@@ -362,6 +365,9 @@ func (n *Node) step(m *raftpb.Message) {
 		n.log.Warn("dropping local message type from peer", "type", m.GetType(), "from", m.GetFrom())
 		return
 	}
+	if m.GetType() == raftpb.MsgHeartbeat {
+		n.beats.Add(1)
+	}
 	if err := n.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 		n.log.Debug("step failed", "err", err, "type", m.GetType(), "from", m.GetFrom())
 	}
@@ -543,20 +549,65 @@ func (n *Node) appendLoop() {
 			return
 		}
 		var peers, local []*raftpb.Message
+		beats := n.beats.Load()
 		for _, m := range batch {
 			for _, r := range m.GetResponses() {
-				if r.GetTo() == n.cfg.ID {
+				switch {
+				case r.GetTo() == n.cfg.ID:
 					local = append(local, r)
-				} else {
+				case !n.acks.repeats(m, r, beats):
 					peers = appendPeerResponse(peers, r)
 				}
 			}
 		}
+		n.acks.sent(peers, beats)
 		// Local responses first, for the same reason as in handleReady:
 		// the peer's writer, woken last, runs next on this thread.
 		n.local.push(local)
 		if len(peers) > 0 {
 			n.cfg.Transport.Send(peers)
+		}
+	}
+}
+
+// ackFilter keeps a follower from acknowledging the leader's commit
+// updates. When the leader commits, it sends each follower an empty MsgApp
+// with the new commit index, and Raft answers each with a MsgAppResp that
+// repeats the follower's last acknowledgement: with one client, 2 of the
+// 8 peer messages of a put (the entry's MsgApp and MsgAppResp to each
+// follower, then the commit's). The leader learns nothing from such a
+// repeat, so the append goroutine drops it: an accepting MsgAppResp with
+// the term, index and leader of the last one it sent, answering a message
+// that brought no entries and no snapshot but a new commit index, when no
+// heartbeat came from the leader since that last one was sent.
+//
+// Raft is safe when messages are lost, and the heartbeat condition keeps
+// it live: if the last acknowledgement did not arrive (a connection lost
+// it), the leader, whose record of the follower then lags, sends an append
+// on the next heartbeat response, and the answer to that is never
+// dropped, since a heartbeat came in between. A leader probing the
+// follower (after ReportUnreachable) with nothing new to send may miss
+// the answer to a probe that carries a commit as well, and then resumes at
+// the next heartbeat response, as Raft does when a probe is lost.
+type ackFilter struct {
+	to, term, index uint64 // of the last accepting MsgAppResp sent; to 0: none
+	beats           uint64 // Node.beats when it was sent
+}
+
+// repeats reports whether r, a response of the MsgStorageAppend m, is an
+// acknowledgement to drop.
+func (f *ackFilter) repeats(m, r *raftpb.Message, beats uint64) bool {
+	return r.GetType() == raftpb.MsgAppResp && !r.GetReject() &&
+		len(m.GetEntries()) == 0 && m.GetSnapshot() == nil && m.Commit != nil &&
+		f.to != 0 && r.GetTo() == f.to && r.GetTerm() == f.term && r.GetIndex() == f.index &&
+		beats == f.beats
+}
+
+// sent records the last accepting MsgAppResp of msgs, which are being sent.
+func (f *ackFilter) sent(msgs []*raftpb.Message, beats uint64) {
+	for _, r := range msgs {
+		if r.GetType() == raftpb.MsgAppResp && !r.GetReject() {
+			*f = ackFilter{to: r.GetTo(), term: r.GetTerm(), index: r.GetIndex(), beats: beats}
 		}
 	}
 }

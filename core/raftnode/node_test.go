@@ -21,6 +21,8 @@ type memNet struct {
 	mu    sync.Mutex
 	nodes map[uint64]*Node
 	cut   map[uint64]bool // isolated members
+	// drop, if set, is asked about each message sent; true loses it.
+	drop  func(m *raftpb.Message) bool
 	links map[[2]uint64]chan *raftpb.Message
 }
 
@@ -60,7 +62,7 @@ func (t *memTransport) Send(msgs []*raftpb.Message) {
 	t.net.mu.Lock()
 	defer t.net.mu.Unlock()
 	for _, m := range msgs {
-		if t.net.cut[t.from] || t.net.cut[m.GetTo()] {
+		if t.net.cut[t.from] || t.net.cut[m.GetTo()] || t.net.drop != nil && t.net.drop(m) {
 			continue
 		}
 		q, ok := t.net.links[[2]uint64{t.from, m.GetTo()}]
@@ -509,6 +511,141 @@ func TestAppendPeerResponse(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", tc.name, got, want)
 		}
 	}
+}
+
+func TestAckFilter(t *testing.T) {
+	app := func(ents int, commit bool) *raftpb.Message {
+		m := &raftpb.Message{Type: raftpb.MsgStorageAppend.Enum(), Entries: make([]*raftpb.Entry, ents)}
+		if commit {
+			m.Term, m.Vote, m.Commit = new(uint64(2)), new(uint64(0)), new(uint64(7))
+		}
+		return m
+	}
+	resp := func(to, term, index uint64, reject bool) *raftpb.Message {
+		return &raftpb.Message{Type: raftpb.MsgAppResp.Enum(), To: &to, Term: &term, Index: &index, Reject: &reject}
+	}
+	var f ackFilter
+	if f.repeats(app(0, true), resp(1, 2, 7, false), 0) {
+		t.Fatal("dropped an acknowledgement with none sent before")
+	}
+	f.sent([]*raftpb.Message{resp(1, 2, 6, false), resp(1, 2, 7, false), resp(3, 2, 1, true)}, 4)
+	for _, tc := range []struct {
+		name  string
+		m, r  *raftpb.Message
+		beats uint64
+		want  bool
+	}{
+		{"a commit update's repeat", app(0, true), resp(1, 2, 7, false), 4, true},
+		{"after a heartbeat", app(0, true), resp(1, 2, 7, false), 5, false},
+		{"an answer to entries", app(1, true), resp(1, 2, 7, false), 4, false},
+		{"an answer that moved no commit (a probe)", app(0, false), resp(1, 2, 7, false), 4, false},
+		{"another index", app(0, true), resp(1, 2, 8, false), 4, false},
+		{"another term", app(0, true), resp(1, 3, 7, false), 4, false},
+		{"another leader", app(0, true), resp(2, 2, 7, false), 4, false},
+		{"a rejection", app(0, true), resp(1, 2, 7, true), 4, false},
+		{"another type", app(0, true), &raftpb.Message{Type: raftpb.MsgVoteResp.Enum(), To: new(uint64(1)), Term: new(uint64(2)), Index: new(uint64(7))}, 4, false},
+	} {
+		if got := f.repeats(tc.m, tc.r, tc.beats); got != tc.want {
+			t.Errorf("%s: repeats = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// A follower does not answer the leader's commit updates: with proposals
+// one at a time, each follower acknowledges each entry once, yet learns
+// every commit.
+func TestNode_FollowerDoesNotAcknowledgeCommitUpdates(t *testing.T) {
+	nodes, leader, _ := electedCluster(t)
+	commit := func(n *testNode) uint64 {
+		return onRaft(n, func(rn *raft.RawNode) uint64 { return rn.Status().GetCommit() })
+	}
+	var followers []*testNode
+	resps0 := map[*testNode]int{}
+	for _, n := range nodes {
+		if n != leader {
+			followers = append(followers, n)
+			resps0[n] = n.sent.countTo(raftpb.MsgAppResp, leader.cfg.ID)
+		}
+	}
+	const k = 20
+	for i := range k {
+		if err := leader.Propose(context.Background(), []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes {
+			select {
+			case <-n.committed:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("node %d did not commit proposal %d", n.cfg.ID, i)
+			}
+		}
+	}
+	last := commit(leader)
+	deadline := time.Now().Add(10 * time.Second)
+	for _, f := range followers {
+		for commit(f) < last {
+			if time.Now().After(deadline) {
+				t.Fatalf("follower %d did not learn commit %d", f.cfg.ID, last)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		// The leader's commit updates to f, each a MsgApp without entries,
+		// are as many as the entries; without the filter f would answer
+		// each of them too.
+		if got := f.sent.countTo(raftpb.MsgAppResp, leader.cfg.ID) - resps0[f]; got > k+k/4 {
+			t.Errorf("follower %d sent %d MsgAppResps for %d entries one at a time, want about %d", f.cfg.ID, got, k, k)
+		}
+	}
+}
+
+// A lost acknowledgement is sent again: here the network loses a
+// follower's acknowledgement of an entry, the other follower commits it,
+// and the follower's answer to the commit update repeats the lost one;
+// the leader learns the follower's log at the next heartbeat.
+func TestNode_LostAcknowledgementIsRecoveredAtAHeartbeat(t *testing.T) {
+	net, nodes := newTestCluster(t, 3)
+	tickUntil(t, nodes, func() bool { return leaderOf(nodes) != 0 })
+	var leader, lossy *testNode
+	for _, n := range nodes {
+		switch {
+		case n.Leader() == n.cfg.ID:
+			leader = n
+		case lossy == nil:
+			lossy = n
+		}
+	}
+	match := func() uint64 {
+		return onRaft(leader, func(rn *raft.RawNode) uint64 { return rn.Status().Progress[lossy.cfg.ID].Match })
+	}
+	lastIndex := onRaft(leader, func(rn *raft.RawNode) uint64 { return rn.Status().GetCommit() })
+	tickUntil(t, nodes, func() bool { return match() >= lastIndex })
+	var mu sync.Mutex
+	lost := 0
+	net.mu.Lock()
+	net.drop = func(m *raftpb.Message) bool {
+		if m.GetFrom() == lossy.cfg.ID && m.GetType() == raftpb.MsgAppResp && m.GetIndex() > lastIndex {
+			mu.Lock()
+			defer mu.Unlock()
+			lost++
+			return lost == 1 // the acknowledgement of the entry
+		}
+		return false
+	}
+	net.mu.Unlock()
+	if err := leader.Propose(context.Background(), []byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		select {
+		case <-n.committed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("node %d did not commit the proposal", n.cfg.ID)
+		}
+	}
+	if m := match(); m > lastIndex {
+		t.Fatalf("the leader knows the follower has %d, before it heard of it", m)
+	}
+	tickUntil(t, nodes, func() bool { return match() > lastIndex })
 }
 
 // Proposals queued while the Raft goroutine is busy go to Raft as one
