@@ -584,8 +584,9 @@ func (n *Node) appendLoop() {
 // Raft is safe when messages are lost, and the heartbeat condition keeps
 // it live: if the last acknowledgement did not arrive (a connection lost
 // it), the leader, whose record of the follower then lags, sends an append
-// on the next heartbeat response, and the answer to that is never
-// dropped, since a heartbeat came in between. A leader probing the
+// on each heartbeat response, and the answer to one that follows a
+// heartbeat stepped after the lost acknowledgement went out is never
+// dropped: one or two heartbeats later the leader knows. A leader probing the
 // follower (after ReportUnreachable) with nothing new to send may miss
 // the answer to a probe that carries a commit as well, and then resumes at
 // the next heartbeat response, as Raft does when a probe is lost.
