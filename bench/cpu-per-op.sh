@@ -26,7 +26,13 @@ if [ -n "${SYNC_DELAY_MS:-}" ]; then
 	wrap=(strace --seccomp-bpf -f -qq -o /dev/null -e trace=fdatasync,fsync -e "inject=fdatasync:delay_enter=$d" -e "inject=fsync:delay_enter=$d")
 fi
 members=()
-cleanup() { kill "${members[@]}" "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR"; }
+# Under strace, the members (its children) first: strace outlives a SIGTERM.
+cleanup() {
+	for p in "${pids[@]}"; do pkill -P "$p" 2>/dev/null || true; done
+	kill "${pids[@]}" 2>/dev/null || true
+	wait 2>/dev/null || true
+	rm -rf "$DIR"
+}
 trap cleanup EXIT
 for m in a:41 b:42 c:43; do
 	n=${m%%:*} p=${m##*:}
