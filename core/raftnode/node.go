@@ -586,10 +586,10 @@ func (n *Node) appendLoop() {
 // it), the leader, whose record of the follower then lags, sends an append
 // on each heartbeat response, and the answer to one that follows a
 // heartbeat stepped after the lost acknowledgement went out is never
-// dropped: one or two heartbeats later the leader knows. A leader probing the
-// follower (after ReportUnreachable) with nothing new to send may miss
-// the answer to a probe that carries a commit as well, and then resumes at
-// the next heartbeat response, as Raft does when a probe is lost.
+// dropped: one or two heartbeats later the leader knows. A leader probing
+// the follower (after ReportUnreachable) with nothing new to send may miss
+// the answer to a probe that carries a commit as well, and then resumes
+// at the next heartbeat response, as Raft does when a probe is lost.
 type ackFilter struct {
 	to, term, index uint64 // of the last accepting MsgAppResp sent; to 0: none
 	beats           uint64 // Node.beats when it was sent

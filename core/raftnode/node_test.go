@@ -406,6 +406,11 @@ func onRaft[T any](n *testNode, fn func(*raft.RawNode) T) T {
 	return <-c
 }
 
+// commit is n's commit index, read on its Raft goroutine.
+func commit(n *testNode) uint64 {
+	return onRaft(n, func(rn *raft.RawNode) uint64 { return rn.Status().GetCommit() })
+}
+
 // electedCluster starts 3 nodes and ticks them until one leads; it returns
 // them, the leader and a follower.
 func electedCluster(t *testing.T) (nodes []*testNode, leader, follower *testNode) {
@@ -426,9 +431,6 @@ func electedCluster(t *testing.T) (nodes []*testNode, leader, follower *testNode
 // it five appends, one at a time, and the commit updates after them.
 func TestNode_FollowerAcknowledgesOneSyncOnce(t *testing.T) {
 	_, leader, follower := electedCluster(t)
-	commit := func(n *testNode) uint64 {
-		return onRaft(n, func(rn *raft.RawNode) uint64 { return rn.Status().GetCommit() })
-	}
 	deadline := time.Now().Add(10 * time.Second)
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
@@ -556,9 +558,6 @@ func TestAckFilter(t *testing.T) {
 // every commit.
 func TestNode_FollowerDoesNotAcknowledgeCommitUpdates(t *testing.T) {
 	nodes, leader, _ := electedCluster(t)
-	commit := func(n *testNode) uint64 {
-		return onRaft(n, func(rn *raft.RawNode) uint64 { return rn.Status().GetCommit() })
-	}
 	var followers []*testNode
 	resps0 := map[*testNode]int{}
 	for _, n := range nodes {
@@ -617,15 +616,13 @@ func TestNode_LostAcknowledgementIsRecoveredAtAHeartbeat(t *testing.T) {
 	match := func() uint64 {
 		return onRaft(leader, func(rn *raft.RawNode) uint64 { return rn.Status().Progress[lossy.cfg.ID].Match })
 	}
-	lastIndex := onRaft(leader, func(rn *raft.RawNode) uint64 { return rn.Status().GetCommit() })
-	tickUntil(t, nodes, func() bool { return match() >= lastIndex })
-	var mu sync.Mutex
+	before := commit(leader)
+	tickUntil(t, nodes, func() bool { return match() >= before })
 	lost := 0
 	net.mu.Lock()
+	// Called with net.mu held, by memTransport.Send.
 	net.drop = func(m *raftpb.Message) bool {
-		if m.GetFrom() == lossy.cfg.ID && m.GetType() == raftpb.MsgAppResp && m.GetIndex() > lastIndex {
-			mu.Lock()
-			defer mu.Unlock()
+		if m.GetFrom() == lossy.cfg.ID && m.GetType() == raftpb.MsgAppResp && m.GetIndex() > before {
 			lost++
 			return lost == 1 // the acknowledgement of the entry
 		}
@@ -642,10 +639,10 @@ func TestNode_LostAcknowledgementIsRecoveredAtAHeartbeat(t *testing.T) {
 			t.Fatalf("node %d did not commit the proposal", n.cfg.ID)
 		}
 	}
-	if m := match(); m > lastIndex {
+	if m := match(); m > before {
 		t.Fatalf("the leader knows the follower has %d, before it heard of it", m)
 	}
-	tickUntil(t, nodes, func() bool { return match() > lastIndex })
+	tickUntil(t, nodes, func() bool { return match() > before })
 }
 
 // Proposals queued while the Raft goroutine is busy go to Raft as one
