@@ -34,7 +34,7 @@ const grpcOverheadBytes = 512 * 1024
 // option. A new goroutine's stack starts at 2 KiB and grows twice while
 // gRPC decodes the request, copying itself each time: 4.8% of the members'
 // CPU with 256 clients on the emulated SD card, 1.6% with 64 workers and
-// 0.9% with 256, which cost 0.15 and 0.8 MiB of idle RSS.
+// 0.9% with 256, which cost 0.13 and 0.7 MiB of idle RSS.
 const streamWorkers = 64
 
 // Config configures the client-facing server.
