@@ -155,13 +155,12 @@ func BuildEdgekvFor(t testing.TB, target Target) string {
 	v, _ := edgekvBuilds.LoadOrStore(target, &buildResult{})
 	b := v.(*buildResult)
 	b.once.Do(func() {
-		root := RepoRoot(t)
 		name := "edgekv"
 		if target != Host {
 			name += "-" + target.String()
 		}
 		b.path = filepath.Join(CacheDir(t), name)
-		b.err = goBuild(t, root, "./cmd/edgekv", b.path, target.env(), "-tags="+EdgekvTags)
+		b.err = goBuildEdgekv(t, b.path, target.env(), "")
 	})
 	if b.err != nil {
 		t.Fatalf("build edgekv (%s): %v", target, b.err)
@@ -179,7 +178,7 @@ func BuildEdgekvTagged(t testing.TB, tag string) string {
 	b := v.(*buildResult)
 	b.once.Do(func() {
 		b.path = filepath.Join(CacheDir(t), "edgekv-tag-"+tag)
-		b.err = goBuild(t, RepoRoot(t), "./cmd/edgekv", b.path, nil, "-tags="+EdgekvTags+","+tag)
+		b.err = goBuildEdgekv(t, b.path, nil, tag)
 	})
 	if b.err != nil {
 		t.Fatalf("build edgekv with tag %s: %v", tag, b.err)
@@ -245,6 +244,17 @@ func existingBinary(t testing.TB, what, p string) string {
 		t.Fatalf("%s=%s: %v", what, p, err)
 	}
 	return abs
+}
+
+// goBuildEdgekv builds ./cmd/edgekv into out with EdgekvTags, and tag
+// (if not empty) besides.
+func goBuildEdgekv(t testing.TB, out string, env []string, tag string, flags ...string) error {
+	t.Helper()
+	tags := EdgekvTags
+	if tag != "" {
+		tags += "," + tag
+	}
+	return goBuild(t, RepoRoot(t), "./cmd/edgekv", out, env, append([]string{"-tags=" + tags}, flags...)...)
 }
 
 // goBuild runs go build [flags] in dir and moves the result to out

@@ -10,14 +10,14 @@ import (
 var strippedFlags = []string{"-trimpath", "-ldflags=-s -w"}
 
 // BuildEdgekvStripped builds ./cmd/edgekv for the host with CGO_ENABLED=0
-// go build -trimpath -tags grpcnotrace -ldflags '-s -w' (as make build does,
-// without the version) into the cache dir and returns its path; for comparing binary
-// sizes. It builds every time it is called: the sources may have changed.
+// go build -trimpath -tags grpcnotrace -ldflags '-s -w' (as make build
+// does, without the version) into the cache dir and returns its path; for
+// comparing binary sizes. It builds every time it is called: the sources
+// may have changed.
 func BuildEdgekvStripped(t testing.TB) string {
 	t.Helper()
 	out := filepath.Join(CacheDir(t), "edgekv-stripped")
-	flags := append([]string{"-tags=" + EdgekvTags}, strippedFlags...)
-	if err := goBuild(t, RepoRoot(t), "./cmd/edgekv", out, []string{"CGO_ENABLED=0"}, flags...); err != nil {
+	if err := goBuildEdgekv(t, out, []string{"CGO_ENABLED=0"}, "", strippedFlags...); err != nil {
 		t.Fatalf("build stripped edgekv: %v", err)
 	}
 	return out
