@@ -23,7 +23,7 @@ pids=()
 wrap=()
 if [ -n "${SYNC_DELAY_MS:-}" ]; then
 	d=$((SYNC_DELAY_MS * 1000))
-	wrap=(strace --seccomp-bpf -f -qq -o /dev/null -e trace=fdatasync,fsync -e "inject=fdatasync:delay_enter=$d" -e "inject=fsync:delay_enter=$d")
+	wrap=(strace --seccomp-bpf -f -qq -o /dev/null -e trace=fdatasync,fsync,sigaltstack -e "inject=fdatasync:delay_enter=$d" -e "inject=fsync:delay_enter=$d")
 fi
 members=()
 # Under strace, the members (its children) first: strace outlives a SIGTERM.

@@ -2,7 +2,9 @@ package strace
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +34,61 @@ func TestCountSyncs_CountsCallsEnteredInTheWindowOnce(t *testing.T) {
 
 func TestDelayArgs_InjectADelayBeforeEveryFsyncAndFdatasync(t *testing.T) {
 	got := strings.Join(DelayArgs("strace", 20*time.Millisecond), " ")
-	want := "strace --seccomp-bpf -f -qq -o /dev/null -e trace=fdatasync,fsync " +
+	want := "strace --seccomp-bpf -f -qq -o /dev/null -e trace=fdatasync,fsync,sigaltstack " +
 		"-e inject=fdatasync:delay_enter=20000 -e inject=fsync:delay_enter=20000"
 	require.Equal(t, want, got)
+}
+
+// Both wrappers stop a thread only at the calls they trace (threadStart):
+// a thread that makes 20,000 system calls it does not trace costs strace a
+// handful of stops (its wait4 calls, counted by an outer strace), not two
+// per call.
+func TestWrappers_StopThreadsOnlyAtTracedCalls(t *testing.T) {
+	straceBin, err := Path()
+	if err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	prog := filepath.Join(dir, "syscalls")
+	build := exec.Command("go", "build", "-o", prog, "./testdata/syscalls")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	const calls = 20000
+	for name, wrapper := range map[string][]string{
+		"DelayArgs": DelayArgs(straceBin, time.Millisecond),
+		"CountArgs": CountArgs(straceBin, filepath.Join(dir, "log")),
+	} {
+		t.Run(name, func(t *testing.T) {
+			summary := filepath.Join(dir, name+".summary")
+			// The outer strace does not follow forks: it counts the
+			// inner one's calls.
+			args := append([]string{"-c", "-o", summary}, wrapper...)
+			run := exec.Command(straceBin, append(args, prog, strconv.Itoa(calls))...)
+			if out, err := run.CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v\n%s", run, err, out)
+			}
+			waits := straceCalls(t, summary, "wait4")
+			t.Logf("strace waited %d times for %d system calls", waits, calls)
+			require.Less(t, waits, calls/10, "strace stopped the thread at its untraced system calls")
+		})
+	}
+}
+
+// straceCalls returns the calls of name in an strace -c summary.
+func straceCalls(t *testing.T, path, name string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	for line := range strings.Lines(string(b)) {
+		// % time, seconds, usecs/call, calls, [errors,] syscall
+		f := strings.Fields(line)
+		if len(f) >= 5 && f[len(f)-1] == name {
+			n, err := strconv.Atoi(f[3])
+			require.NoError(t, err, line)
+			return n
+		}
+	}
+	t.Fatalf("no %s in the summary:\n%s", name, b)
+	return 0
 }
