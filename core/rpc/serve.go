@@ -37,6 +37,19 @@ const grpcOverheadBytes = 512 * 1024
 // 0.9% with 256, which cost 0.13 and 0.7 MiB of idle RSS.
 const streamWorkers = 64
 
+// windowBytes is the flow-control window gRPC gives each client stream and
+// connection: how much request data a client may send ahead of what the
+// server has read. A fixed window turns off grpc-go's bandwidth-delay
+// estimator, which otherwise answers a request arriving on an idle
+// connection with a window update and a ping, and reads the client's ping
+// ack: two more frames each way, a write and a read on each side, for
+// every request of a client that waits for its answers. The estimator
+// grows the windows for long fat links (up to 16 MiB); 1 MiB is more than
+// a loopback or LAN round trip needs at any rate a gateway serves, lets a
+// request of the default --max-request-bytes (1.5 MiB) arrive in two
+// windows, and bounds what one connection may have buffered here.
+const windowBytes = 1 << 20
+
 // Config configures the client-facing server.
 type Config struct {
 	Backend         Backend
@@ -69,6 +82,8 @@ func New(cfg Config) (*Server, error) {
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 		grpc.NumStreamWorkers(streamWorkers),
+		grpc.StaticStreamWindowSize(windowBytes),
+		grpc.StaticConnWindowSize(windowBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: false}),
 	)
 	kv := &kvServer{b: cfg.Backend}

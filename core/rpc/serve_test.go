@@ -16,6 +16,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -182,4 +183,79 @@ func TestServe_OversizedGatewayBodyIsRefused(t *testing.T) {
 	if resp.StatusCode == 200 {
 		t.Fatal("a body over the limit was accepted")
 	}
+}
+
+// A client that waits for each answer sees no ping from the server, and
+// the server offers it windowBytes to send in: with a fixed window gRPC
+// does not probe the connection's bandwidth, which took a window update
+// and a ping from the server, and the client's ping ack, for every such
+// request.
+func TestServe_RequestsCostNoBandwidthPings(t *testing.T) {
+	addr := startServer(t, &fakeBackend{kvs: map[string]string{}})
+	var (
+		mu   sync.Mutex
+		read bytes.Buffer // everything the server sent
+	)
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return &recordingConn{Conn: c, mu: &mu, read: &read}, nil
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(dial))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv := pb.NewKVClient(conn)
+	for i := range 20 {
+		if _, err := kv.Put(ctx, &pb.PutRequest{Key: []byte("k"), Value: bytes.Repeat([]byte("v"), 100+i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Close()
+
+	mu.Lock()
+	defer mu.Unlock()
+	fr := http2.NewFramer(nil, &read)
+	var pings, window int
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			break // the end of what was recorded
+		}
+		switch f := f.(type) {
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				pings++
+			}
+		case *http2.SettingsFrame:
+			if v, ok := f.Value(http2.SettingInitialWindowSize); ok {
+				window = int(v)
+			}
+		}
+	}
+	if pings != 0 {
+		t.Errorf("the server sent %d pings during 20 requests", pings)
+	}
+	if window != windowBytes {
+		t.Errorf("the server's initial stream window is %d bytes, want %d", window, windowBytes)
+	}
+}
+
+// recordingConn keeps a copy of everything read from the connection.
+type recordingConn struct {
+	net.Conn
+	mu   *sync.Mutex
+	read *bytes.Buffer
+}
+
+func (c *recordingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.mu.Lock()
+	c.read.Write(p[:n])
+	c.mu.Unlock()
+	return n, err
 }
