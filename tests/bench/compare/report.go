@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgekv/edgekv/tests/bench/internal/strace"
+	"github.com/edgekv/edgekv/tests/framework"
 )
 
 const mib = 1 << 20
@@ -263,8 +264,8 @@ func resourceTable(w io.Writer, o options, res *results) {
 		return math.NaN()
 	}
 	e, d := size("edgekv"), size("etcd")
-	fmt.Fprintf(w, "| stripped binary (`CGO_ENABLED=0 go build -trimpath -ldflags '-s -w'`, edgekv `-tags grpcnotrace` as make build), MiB | %s | %s | %s |\n",
-		cell([]float64{e}, fixed(1), false), cell([]float64{d}, fixed(1), false), ratio(e, d))
+	fmt.Fprintf(w, "| stripped binary (`CGO_ENABLED=0 go build -trimpath -ldflags '-s -w'`, edgekv `-tags %s` as make build), MiB | %s | %s | %s |\n",
+		framework.EdgekvTags, cell([]float64{e}, fixed(1), false), cell([]float64{d}, fixed(1), false), ratio(e, d))
 }
 
 // chartPoint is the median of a put load at one client count.
